@@ -1,0 +1,50 @@
+"""The ``gojob`` command: ``gojob demo`` runs the main job on the embedded default store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gojob",
+        description="gojob: a job framework for Trio.",
+        epilog="Example: gojob demo",
+    )
+    parser.add_argument("--version", action="version", version=f"gojob {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = sub.add_parser(
+        "demo",
+        help="register a few jobs, run them with live progress and print their histories",
+        description=(
+            "Run gojob's demonstration on the embedded store: one-off, delayed, retried, "
+            "timed-out, cancelled and recurring jobs, with live progress, then their "
+            "histories and logs."
+        ),
+    )
+    demo.add_argument("--workers", type=int, default=4, help="worker count (default 4)")
+    demo.add_argument("--quiet", action="store_true", help="no live progress lines")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        if args.workers < 1:
+            parser.error("--workers must be at least 1")
+        return run_demo(workers=args.workers, quiet=args.quiet)
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

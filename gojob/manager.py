@@ -1,0 +1,929 @@
+"""The job manager: one nursery owning the scheduler, dispatcher, workers, lease keeper,
+reaper, notification listener and log flusher of this node.
+
+Open it with :func:`open_manager`::
+
+    async with gojob.open_manager(workers=4) as manager:
+        manager.register(gojob.Job("add", add))
+        inst = await manager.schedule("add", 1, 2)
+        done = await manager.wait(inst)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import socket
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, overload
+
+import trio
+
+from . import _scheduler
+from ._logs import LogBuffer, install_capture, uninstall_capture
+from .clock import Clock, SystemClock
+from .codec import Limits, check_size, encode_call
+from .errors import (
+    ArgumentError,
+    InstanceNotFound,
+    InvalidSchedule,
+    LeaseLost,
+    ManagerClosed,
+    ScheduleNotFound,
+    StoreError,
+)
+from .instance import HistoryRecord, Instance, LogLevel, LogRecord, new_uuid
+from .job import Job, Registry
+from .policy import Backoff, seconds
+from .schedule import Every, Misfire, Overlap, Trigger, cron_or_every, parse_interval
+from .state import FINAL, State
+from .store.base import (
+    EventType,
+    HistoryQuery,
+    InstanceQuery,
+    LogQuery,
+    Outcome,
+    ScheduleRecord,
+    Store,
+)
+from .store.memory import MemoryStore
+from .worker import Attempt, StopReason, WorkerPool, WorkerStatistics, execute, run_processor
+
+__all__ = ["Manager", "ManagerStatistics", "open_manager"]
+
+log = logging.getLogger("gojob.manager")
+
+DEFAULT_WORKERS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerStatistics:
+    """A snapshot of one manager: its pool, and the store's counts."""
+
+    node_id: str
+    workers: int
+    target_workers: int
+    busy_workers: int
+    in_flight: int
+    """Claimed by this node and not finished yet."""
+    queued: int
+    """Instances in state Scheduled, in the whole store."""
+    by_state: Mapping[State, int]
+    by_kind: Mapping[str, Mapping[State, int]]
+
+
+def _open_store(store: Store | str | None, clock: Clock) -> Store:
+    if store is None or store == "memory" or store == "memory://":
+        return MemoryStore(clock=clock)
+    if isinstance(store, Store):
+        return store
+    raise ValueError(f"unsupported store {store!r}: pass a Store object or 'memory://'")
+
+
+class Manager:
+    """Registers jobs, schedules instances and runs them on this node's workers.
+
+    Create it with :func:`open_manager`; every method is safe to call from any task
+    while the manager is open.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        workers: int,
+        node_id: str,
+        clock: Clock,
+        lease: float,
+        poll_interval: float,
+        limits: Limits,
+        sync_threads: int,
+    ) -> None:
+        self.store = store
+        self.node_id = node_id
+        self.clock = clock
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.limits = limits
+        self.registry = Registry()
+        self._sync_limiter = trio.CapacityLimiter(sync_threads)
+        self._pool = WorkerPool(self, workers)
+        self._running: dict[str, Attempt] = {}  # claim token -> attempt
+        self._by_uuid: dict[str, Attempt] = {}
+        self._in_flight = 0
+        self._closing = False
+        self._dispatch_wake = trio.Event()
+        self._idle = trio.Event()
+        self._idle.set()
+        self._leases_wanted = trio.Event()
+        self._waiters: dict[str, trio.Event] = {}
+        self._log_buffer: LogBuffer | None = None
+        self.scheduler = _scheduler.Scheduler(self)
+        self._rng = random.Random()
+
+    # -- jobs -------------------------------------------------------------------------
+    def register(self, job: Job, *, replace: bool = False) -> Job:
+        """Register ``job``; a kind registered twice raises DuplicateJob unless ``replace``.
+        A job with a default recurring ``schedule`` has it declared by the scheduler."""
+        self.registry.register(job, replace=replace)
+        if job.schedule is not None:
+            self.scheduler.declare_default(job)
+        self._wake_dispatcher()
+        return job
+
+    def unregister(self, kind: str) -> Job:
+        """Stop running ``kind`` on this node (queued instances stay queued)."""
+        job = self.registry.unregister(kind)
+        self._wake_dispatcher()
+        return job
+
+    def jobs(self) -> list[Job]:
+        return self.registry.jobs()
+
+    def job(self, kind: str) -> Job:
+        return self.registry.get(kind)
+
+    # -- scheduling ---------------------------------------------------------------------
+    def _build(
+        self,
+        job: Job,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any] | None,
+        *,
+        due: datetime,
+        now: datetime,
+        priority: int | None,
+        timeout: float | timedelta | None,
+        max_retries: int | None,
+        backoff: Backoff | float | None,
+        max_rescues: int | None,
+        dedupe_key: str | None,
+    ) -> Instance:
+        enc_args, enc_kwargs = encode_call(job.plan, args, kwargs or {})
+        if enc_args or enc_kwargs:
+            check_size([enc_args, enc_kwargs], self.limits.max_args_bytes, "arguments")
+        policy = job.policy
+        if (
+            priority is not None
+            or timeout is not None
+            or max_retries is not None
+            or backoff is not None
+            or max_rescues is not None
+        ):
+            if isinstance(backoff, int | float):
+                backoff = Backoff.constant(float(backoff))
+            try:
+                policy = policy.with_overrides(
+                    priority=priority,
+                    timeout=seconds(timeout),
+                    max_retries=max_retries,
+                    backoff=backoff,
+                    custom_backoff=False if backoff is not None else None,
+                    max_rescues=max_rescues,
+                )
+            except ValueError as exc:
+                raise ArgumentError(str(exc)) from exc
+        return Instance(
+            uuid=new_uuid(),
+            kind=job.kind,
+            args=enc_args,
+            kwargs=enc_kwargs,
+            policy=policy,
+            created_at=now,
+            scheduled_at=due,
+            dedupe_key=dedupe_key,
+        )
+
+    def _due(self, now: datetime, after: float | timedelta | None, at: datetime | None) -> datetime:
+        if after is not None and at is not None:
+            raise InvalidSchedule("give either `after` or `at`, not both")
+        if at is not None:
+            if not isinstance(at, datetime):
+                raise InvalidSchedule(f"`at` must be a datetime, not {type(at).__name__}")
+            if at.tzinfo is None or at.utcoffset() is None:
+                raise InvalidSchedule(
+                    f"`at` must be timezone-aware, got naive {at.isoformat()}; "
+                    "use e.g. datetime(..., tzinfo=ZoneInfo('Europe/Paris'))"
+                )
+            return at
+        if after is not None:
+            delay = seconds(after)
+            if delay is None or not math.isfinite(delay) or delay < 0:
+                raise InvalidSchedule(f"`after` must be a non-negative duration, got {after!r}")
+            return now + timedelta(seconds=delay)
+        return now
+
+    @overload
+    async def schedule(
+        self,
+        job: str | Job,
+        *args: Any,
+        cron: str,
+        tz: str = ...,
+        every: None = ...,
+        kwargs: Mapping[str, Any] | None = ...,
+        id: str | None = ...,
+        priority: int | None = ...,
+        timeout: float | timedelta | None = ...,
+        max_retries: int | None = ...,
+        backoff: Backoff | float | None = ...,
+        max_rescues: int | None = ...,
+        overlap: Overlap | str = ...,
+        misfire: Misfire | str = ...,
+        misfire_cap: int = ...,
+        misfire_grace: float | timedelta = ...,
+        jitter: float | timedelta | None = ...,
+        start: datetime | None = ...,
+    ) -> ScheduleRecord: ...
+
+    @overload
+    async def schedule(
+        self,
+        job: str | Job,
+        *args: Any,
+        every: float | timedelta | str,
+        cron: None = ...,
+        tz: str = ...,
+        kwargs: Mapping[str, Any] | None = ...,
+        id: str | None = ...,
+        priority: int | None = ...,
+        timeout: float | timedelta | None = ...,
+        max_retries: int | None = ...,
+        backoff: Backoff | float | None = ...,
+        max_rescues: int | None = ...,
+        overlap: Overlap | str = ...,
+        misfire: Misfire | str = ...,
+        misfire_cap: int = ...,
+        misfire_grace: float | timedelta = ...,
+        jitter: float | timedelta | None = ...,
+        start: datetime | None = ...,
+    ) -> ScheduleRecord: ...
+
+    @overload
+    async def schedule(
+        self,
+        job: str | Job,
+        *args: Any,
+        kwargs: Mapping[str, Any] | None = ...,
+        after: float | timedelta | None = ...,
+        at: datetime | None = ...,
+        priority: int | None = ...,
+        timeout: float | timedelta | None = ...,
+        max_retries: int | None = ...,
+        backoff: Backoff | float | None = ...,
+        max_rescues: int | None = ...,
+        dedupe_key: str | None = ...,
+    ) -> Instance: ...
+
+    async def schedule(
+        self,
+        job: str | Job,
+        *args: Any,
+        kwargs: Mapping[str, Any] | None = None,
+        after: float | timedelta | None = None,
+        at: datetime | None = None,
+        cron: str | None = None,
+        tz: str = "UTC",
+        every: float | timedelta | str | None = None,
+        id: str | None = None,
+        priority: int | None = None,
+        timeout: float | timedelta | None = None,
+        max_retries: int | None = None,
+        backoff: Backoff | float | None = None,
+        max_rescues: int | None = None,
+        dedupe_key: str | None = None,
+        overlap: Overlap | str = Overlap.ALLOW,
+        misfire: Misfire | str = Misfire.CATCH_UP_ONCE,
+        misfire_cap: int = 100,
+        misfire_grace: float | timedelta = 5.0,
+        jitter: float | timedelta | None = None,
+        start: datetime | None = None,
+    ) -> Instance | ScheduleRecord:
+        """Schedule ``job`` (a registered kind, or a Job, registered if new) with ``args``.
+
+        The executor's arguments are only ``*args`` and ``kwargs=``: every keyword of
+        this method is a scheduling option, so they never collide with the executor's
+        own parameter names.
+
+        * one-off: now, ``after`` a delay (seconds or timedelta) or ``at`` an aware datetime;
+          returns the Instance;
+        * recurring: ``cron`` (5 fields, or 6 with seconds first; ``@daily``-style aliases;
+          evaluated in ``tz``) or ``every`` (fixed rate from ``start``, default now);
+          returns the stored ScheduleRecord. Its ``id`` defaults to one derived from the
+          kind, trigger and arguments, so declaring it again (on any node) is idempotent.
+
+        Arguments are validated against the executor's signature and annotations now,
+        never in the worker: bad ones raise :class:`~gojob.errors.ArgumentError`.
+        """
+        self._check_open()
+        if isinstance(job, Job):
+            if job.kind not in self.registry or self.registry.find(job.kind) is not job:
+                self.register(job, replace=job.kind in self.registry)
+            job_def = job
+        else:
+            job_def = self.registry.get(job)
+        if cron is not None or every is not None:
+            if after is not None or at is not None or dedupe_key is not None:
+                raise InvalidSchedule(
+                    "`after`, `at` and `dedupe_key` do not apply to a recurring schedule "
+                    "(use `start` to anchor an interval)"
+                )
+            trigger = self._trigger(cron, tz, every, start)
+            return await self.scheduler.declare(
+                job_def,
+                trigger,
+                args,
+                kwargs,
+                schedule_id=id,
+                overrides={
+                    "priority": priority,
+                    "timeout": timeout,
+                    "max_retries": max_retries,
+                    "backoff": backoff,
+                    "max_rescues": max_rescues,
+                },
+                overlap=Overlap(overlap),
+                misfire=Misfire(misfire),
+                misfire_cap=misfire_cap,
+                misfire_grace=seconds(misfire_grace) or 0.0,
+                jitter=seconds(jitter) or 0.0,
+            )
+        if id is not None or start is not None:
+            raise InvalidSchedule("`id` and `start` apply only to recurring schedules")
+        now = self.clock.now()
+        inst = self._build(
+            job_def,
+            args,
+            kwargs,
+            due=self._due(now, after, at),
+            now=now,
+            priority=priority,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff=backoff,
+            max_rescues=max_rescues,
+            dedupe_key=dedupe_key,
+        )
+        (added,) = await self.store.add([inst])
+        return added
+
+    def _trigger(
+        self,
+        cron: str | None,
+        tz: str,
+        every: float | timedelta | str | None,
+        start: datetime | None,
+    ) -> Trigger:
+        if cron is not None and every is not None:
+            raise InvalidSchedule("give either `cron` or `every`, not both")
+        if start is not None and (start.tzinfo is None or start.utcoffset() is None):
+            raise InvalidSchedule(f"`start` must be timezone-aware, got {start.isoformat()}")
+        if cron is not None:
+            trigger = cron_or_every(cron, tz)
+        else:
+            assert every is not None
+            trigger = Every(parse_interval(every))
+        if isinstance(trigger, Every):
+            trigger = trigger.with_anchor(start or self.clock.now())
+        elif start is not None:
+            raise InvalidSchedule("`start` applies only to `every` schedules")
+        return trigger
+
+    async def schedule_many(
+        self,
+        job: str | Job,
+        calls: Iterable[Sequence[Any]],
+        *,
+        after: float | timedelta | None = None,
+        at: datetime | None = None,
+        priority: int | None = None,
+        timeout: float | timedelta | None = None,
+        max_retries: int | None = None,
+    ) -> list[Instance]:
+        """Enqueue one instance per argument tuple in ``calls``, in one store write."""
+        self._check_open()
+        job_def = job if isinstance(job, Job) else self.registry.get(job)
+        if isinstance(job, Job) and job.kind not in self.registry:
+            self.register(job)
+        now = self.clock.now()
+        due = self._due(now, after, at)
+        insts = [
+            self._build(
+                job_def,
+                call,
+                None,
+                due=due,
+                now=now,
+                priority=priority,
+                timeout=timeout,
+                max_retries=max_retries,
+                backoff=None,
+                max_rescues=None,
+                dedupe_key=None,
+            )
+            for call in calls
+        ]
+        return await self.store.add(insts) if insts else []
+
+    # -- waiting and querying -----------------------------------------------------------------
+    async def wait(self, instance: Instance | str, *, timeout: float | None = None) -> Instance:
+        """Wait until the instance is final (Completed, Canceled, or failed with no retry
+        left) and return it. Raises InstanceNotFound, or ``trio.TooSlowError`` after
+        ``timeout`` seconds."""
+        uuid = instance if isinstance(instance, str) else instance.uuid
+        with trio.fail_after(math.inf if timeout is None else timeout):
+            while True:
+                event = self._waiters.get(uuid)
+                if event is None:
+                    event = self._waiters[uuid] = trio.Event()
+                current = await self.store.get(uuid)
+                if current is None:
+                    raise InstanceNotFound(f"no instance with uuid {uuid}")
+                if current.state in FINAL:
+                    return current
+                await event.wait()
+
+    async def get(self, uuid: str) -> Instance:
+        found = await self.store.get(uuid)
+        if found is None:
+            raise InstanceNotFound(f"no instance with uuid {uuid}")
+        return found
+
+    async def instances(
+        self,
+        *,
+        uuid: str | None = None,
+        kind: str | None = None,
+        state: State | str | Collection[State | str] | None = None,
+        after: datetime | None = None,
+        before: datetime | None = None,
+        schedule_id: str | None = None,
+        order_by: str = "created_at",
+        descending: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Instance]:
+        """Look instances up; ``limit`` defaults to 1000 (see ``store.base.DEFAULT_LIMIT``)."""
+        if order_by not in ("created_at", "scheduled_at", "updated_at"):
+            raise ValueError(f"cannot order by {order_by!r}")
+        return await self.store.lookup_instances(
+            InstanceQuery(
+                uuid=uuid,
+                kind=kind,
+                states=_states(state),
+                after=after,
+                before=before,
+                schedule_id=schedule_id,
+                order_by=order_by,  # type: ignore[arg-type]
+                descending=descending,
+                limit=_limit(limit),
+                offset=_offset(offset),
+            )
+        )
+
+    async def history(
+        self,
+        *,
+        uuid: str | None = None,
+        kind: str | None = None,
+        state: State | str | Collection[State | str] | None = None,
+        after: datetime | None = None,
+        before: datetime | None = None,
+        descending: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[HistoryRecord]:
+        """State history records, oldest first."""
+        return await self.store.history(
+            HistoryQuery(
+                uuid=uuid,
+                kind=kind,
+                states=_states(state),
+                after=after,
+                before=before,
+                descending=descending,
+                limit=_limit(limit),
+                offset=_offset(offset),
+            )
+        )
+
+    async def logs(
+        self,
+        *,
+        uuid: str | None = None,
+        kind: str | None = None,
+        level: LogLevel | str | None = None,
+        after: datetime | None = None,
+        before: datetime | None = None,
+        descending: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[LogRecord]:
+        """Per-instance log records at or above ``level``, oldest first."""
+        if self._log_buffer is not None:
+            await self._log_buffer.flush()
+        return await self.store.logs(
+            LogQuery(
+                uuid=uuid,
+                kind=kind,
+                min_level=None if level is None else LogLevel.parse(level),
+                after=after,
+                before=before,
+                descending=descending,
+                limit=_limit(limit),
+                offset=_offset(offset),
+            )
+        )
+
+    async def statistics(self) -> ManagerStatistics:
+        counts = await self.store.counts()
+        by_state: dict[State, int] = dict.fromkeys(State, 0)
+        by_kind: dict[str, dict[State, int]] = {}
+        for (kind, state), n in counts.items():
+            by_state[state] += n
+            by_kind.setdefault(kind, dict.fromkeys(State, 0))[state] += n
+        pool: WorkerStatistics = self._pool.statistics()
+        return ManagerStatistics(
+            node_id=self.node_id,
+            workers=pool.workers,
+            target_workers=pool.target,
+            busy_workers=pool.busy,
+            in_flight=self._in_flight,
+            queued=by_state[State.SCHEDULED],
+            by_state=by_state,
+            by_kind=by_kind,
+        )
+
+    # -- cancellation and retry ---------------------------------------------------------------
+    async def cancel(
+        self,
+        instance: Instance | str | None = None,
+        *,
+        kind: str | None = None,
+        state: State | str | Collection[State | str] | None = None,
+    ) -> list[Instance]:
+        """Cancel matching non-final instances: queued ones at once, running ones (here or
+        on any node) through their attempt's cancel scope. Returns the matched instances.
+        At least one filter is required."""
+        uuid = instance.uuid if isinstance(instance, Instance) else instance
+        if uuid is None and kind is None and state is None:
+            raise ValueError("cancel() needs an instance, a kind or a state to match")
+        matched = await self.store.request_cancel(
+            InstanceQuery(uuid=uuid, kind=kind, states=_states(state), limit=None)
+        )
+        for inst in matched:
+            attempt = self._by_uuid.get(inst.uuid)
+            if attempt is not None:
+                attempt.stop(StopReason.CANCELED)
+        return matched
+
+    async def retry(self, instance: Instance | str, *, after: float | None = None) -> Instance:
+        """Run a final instance again (failure count reset)."""
+        uuid = instance if isinstance(instance, str) else instance.uuid
+        due = self.clock.now() + timedelta(seconds=after or 0.0)
+        return await self.store.requeue(uuid, due)
+
+    # -- schedules ----------------------------------------------------------------------------
+    async def schedules(self, kind: str | None = None) -> list[ScheduleRecord]:
+        return await self.store.list_schedules(kind)
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleRecord:
+        found = await self.store.get_schedule(schedule_id)
+        if found is None:
+            raise ScheduleNotFound(f"no schedule with id {schedule_id!r}")
+        return found
+
+    async def pause_schedule(self, schedule_id: str) -> ScheduleRecord:
+        return await self.store.set_schedule_paused(schedule_id, True)
+
+    async def resume_schedule(self, schedule_id: str) -> ScheduleRecord:
+        """Resume; slots that passed while paused are not fired."""
+        found = await self.get_schedule(schedule_id)
+        cursor = found.trigger.next_fire(self.clock.now())
+        return await self.store.set_schedule_paused(schedule_id, False, cursor)
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        if not await self.store.delete_schedule(schedule_id):
+            raise ScheduleNotFound(f"no schedule with id {schedule_id!r}")
+
+    # -- workers ------------------------------------------------------------------------------
+    @property
+    def workers(self) -> int:
+        return self._pool.target
+
+    async def resize(self, workers: int, *, cancel_busy: bool = False) -> None:
+        """Resize the pool: growing is immediate; shrinking waits for busy workers to finish
+        their attempt, or (``cancel_busy``) releases those attempts back to the queue."""
+        if not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        await self._pool.resize(workers, cancel_busy=cancel_busy)
+
+    # -- internals: dispatch ------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closing:
+            raise ManagerClosed("the manager is shutting down")
+
+    def _wake_dispatcher(self) -> None:
+        self._dispatch_wake.set()
+
+    async def _dispatch(self) -> None:
+        """Claim due work in batches while workers are free; sleep until woken or due."""
+        pool = self._pool
+        backoff = 0.05
+        while not self._closing:
+            self._dispatch_wake = trio.Event()
+            kinds = self.registry.kinds()
+            free = pool.target - self._in_flight
+            timeout = math.inf
+            if kinds and free > 0:
+                try:
+                    batch = await self.store.claim(self.node_id, kinds, free, self.lease)
+                    backoff = 0.05
+                except StoreError as exc:
+                    log.warning("claim failed (retrying in %.2fs): %s", backoff, exc)
+                    await trio.sleep(backoff)
+                    backoff = min(backoff * 2, self.poll_interval)
+                    continue
+                if batch:
+                    self._in_flight += len(batch)
+                    self._idle = trio.Event()
+                    for inst in batch:
+                        pool.send.send_nowait(inst)
+                    continue
+                due = await self.store.next_due(kinds)
+                timeout = self.poll_interval
+                if due is not None:
+                    wait = (due - self.clock.now()).total_seconds()
+                    timeout = min(max(wait, 0.0), timeout)
+                    if wait <= 0:
+                        # Due but not claimable yet (clock skew): do not spin.
+                        timeout = min(0.01, self.poll_interval)
+            with trio.move_on_after(timeout):
+                await self._dispatch_wake.wait()
+
+    async def _run_claimed(self, inst: Instance, worker: str) -> None:
+        """Run one claimed instance on ``worker`` and finish it (called by the pool)."""
+        token = inst.claim_token
+        assert token is not None
+        attempt = Attempt(inst, token, worker)
+        self._running[token] = attempt
+        self._by_uuid[inst.uuid] = attempt
+        self._leases_wanted.set()
+        assert self._log_buffer is not None
+        inst._sink = self._log_buffer.write
+        inst.worker = worker
+        try:
+            job = self.registry.find(inst.kind)
+            if self._closing:
+                # Claimed but not started when shutdown began: hand it back untouched.
+                outcome: Outcome | None = Outcome(State.SCHEDULED, reason="released", worker=worker)
+            elif job is None:
+                outcome = Outcome(
+                    State.SCHEDULED, reason="released: kind not registered here", worker=worker
+                )
+            else:
+                if job.on_state_change is not None:
+                    await run_processor(
+                        inst, "on_state_change", job.on_state_change, State.PROCESSING
+                    )
+                outcome = await execute(self, job, attempt)
+            if outcome is None:
+                return  # lease lost: the attempt is fenced off, nothing to write
+            finished = await self._finish(attempt, outcome)
+            if finished is not None and job is not None:
+                await self._after_finish(job, inst, finished, outcome)
+        finally:
+            del self._running[token]
+            self._by_uuid.pop(inst.uuid, None)
+            self._in_flight -= 1
+            inst._sink = None
+            if self._in_flight == 0:
+                self._idle.set()
+            if self._pool.target - self._in_flight >= max(1, self._pool.target // 4):
+                self._dispatch_wake.set()
+
+    async def _finish(self, attempt: Attempt, outcome: Outcome) -> Instance | None:
+        # The write must finish even while the manager is being cancelled: shield it,
+        # with a bound so a dead store cannot hang shutdown.
+        with trio.CancelScope(shield=True), trio.move_on_after(max(self.lease, 5.0)):
+            try:
+                return await self.store.finish(attempt.token, outcome)
+            except LeaseLost:
+                log.warning(
+                    "lease of %s lost before finishing; attempt discarded", attempt.instance.uuid
+                )
+            except StoreError as exc:
+                log.error(
+                    "could not finish %s: %s (the reaper will rescue it)",
+                    attempt.instance.uuid,
+                    exc,
+                )
+        return None
+
+    async def _after_finish(
+        self, job: Job, inst: Instance, finished: Instance, outcome: Outcome
+    ) -> None:
+        finished._sink = inst._sink
+        try:
+            if outcome.state is State.COMPLETED and job.on_complete is not None:
+                await run_processor(finished, "on_complete", job.on_complete, outcome.result)
+            if job.on_state_change is not None:
+                await run_processor(finished, "on_state_change", job.on_state_change, outcome.state)
+                if outcome.state is not State.SCHEDULED and finished.state is State.SCHEDULED:
+                    await run_processor(
+                        finished, "on_state_change", job.on_state_change, State.SCHEDULED
+                    )
+        finally:
+            finished._sink = None
+
+    def _release_worker_attempt(self, worker: str) -> None:
+        for attempt in self._running.values():
+            if attempt.worker == worker:
+                attempt.stop(StopReason.RELEASED)
+
+    # -- internals: leases, reaping, notifications -------------------------------------------
+    async def _keep_leases(self) -> None:
+        interval = self.lease / 3
+        while True:
+            if not self._running:
+                self._leases_wanted = trio.Event()
+                await self._leases_wanted.wait()
+            await trio.sleep(interval)
+            tokens = list(self._running)
+            if not tokens:
+                continue
+            try:
+                reply = await self.store.extend_leases(self.node_id, tokens, self.lease)
+            except StoreError as exc:
+                log.warning("lease extension failed: %s", exc)
+                continue
+            for token in reply.lost:
+                attempt = self._running.get(token)
+                if attempt is not None:
+                    log.warning("lease of %s lost; cancelling its attempt", attempt.instance.uuid)
+                    attempt.stop(StopReason.LEASE_LOST)
+            for token in reply.cancel_requested:
+                attempt = self._running.get(token)
+                if attempt is not None:
+                    attempt.stop(StopReason.CANCELED)
+
+    async def _reap(self, interval: float) -> None:
+        while True:
+            await trio.sleep(interval)
+            try:
+                reaped = await self.store.reap_expired()
+            except StoreError as exc:
+                log.warning("reaping failed: %s", exc)
+                continue
+            for inst in reaped:
+                log.warning(
+                    "instance %s (%s) abandoned by node %s: now %s",
+                    inst.uuid,
+                    inst.kind,
+                    inst.node_id,
+                    inst.state.value,
+                )
+                job = self.registry.find(inst.kind)
+                if job is not None and job.on_state_change is not None:
+                    await run_processor(inst, "on_state_change", job.on_state_change, inst.state)
+
+    async def _listen(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        async with self.store.subscribe() as subscription:
+            task_status.started()
+            async for batch in subscription:
+                for event in batch:
+                    etype = event.type
+                    if etype is EventType.STATE:
+                        if event.state in FINAL or event.state is State.SCHEDULED:
+                            waiter = self._waiters.pop(event.uuid or "", None)
+                            if waiter is not None:
+                                waiter.set()
+                            self.scheduler.instance_changed(event.uuid)
+                    elif etype is EventType.DUE:
+                        self._dispatch_wake.set()
+                    elif etype is EventType.CANCEL:
+                        attempt = self._by_uuid.get(event.uuid or "")
+                        if attempt is not None:
+                            attempt.stop(StopReason.CANCELED)
+                    elif etype is EventType.SCHEDULE:
+                        self.scheduler.wake()
+                    elif etype is EventType.RESYNC:
+                        for waiter in self._waiters.values():
+                            waiter.set()
+                        self._waiters.clear()
+                        self._dispatch_wake.set()
+                        self.scheduler.wake()
+
+    async def _drain(self, grace: float) -> None:
+        """Stop claiming; let running attempts finish for ``grace`` seconds, then release
+        them (back to Scheduled) and wait for their release to be written."""
+        self._closing = True
+        self._dispatch_wake.set()
+        with trio.move_on_after(grace):
+            await self._idle.wait()
+        for attempt in list(self._running.values()):
+            attempt.stop(StopReason.RELEASED)
+        with trio.move_on_after(max(self.lease, 10.0)):
+            await self._idle.wait()
+
+
+def _states(value: State | str | Collection[State | str] | None) -> frozenset[State] | None:
+    if value is None:
+        return None
+    if isinstance(value, State | str):
+        value = [value]
+    return frozenset(v if isinstance(v, State) else State.parse(v) for v in value)
+
+
+def _limit(limit: int | None) -> int | None:
+    if limit is not None and limit < 0:
+        raise ValueError("limit must not be negative")
+    return limit
+
+
+def _offset(offset: int) -> int:
+    if offset < 0:
+        raise ValueError("offset must not be negative")
+    return offset
+
+
+def default_node_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(2).hex()}"
+
+
+@asynccontextmanager
+async def open_manager(
+    store: Store | str | None = None,
+    *,
+    workers: int = DEFAULT_WORKERS,
+    node_id: str | None = None,
+    clock: Clock | None = None,
+    lease: float = 30.0,
+    reap_interval: float | None = None,
+    poll_interval: float = 5.0,
+    drain_grace: float = 10.0,
+    sync_threads: int | None = None,
+    limits: Limits | None = None,
+    capture_logging: bool = True,
+) -> AsyncIterator[Manager]:
+    """Open a manager on ``store`` (default: a new in-memory store) with ``workers`` workers.
+
+    Everything the manager runs lives in a nursery owned by this context. Leaving it
+    drains: no new claims, running attempts get ``drain_grace`` seconds to finish, then
+    are cancelled and released back to the queue (Scheduled) for another node or the
+    next start. If the block exits with an exception or is cancelled, the grace is 0.
+
+    ``lease`` is how long a claim stays valid without extension (extended every
+    ``lease/3``); ``reap_interval`` (default ``lease``) is how often expired leases of
+    dead nodes are reaped; ``poll_interval`` is the slowest wake-up when no notification
+    arrives. ``sync_threads`` caps the threads running sync executors (default: workers).
+    """
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if lease <= 0 or poll_interval <= 0 or drain_grace < 0:
+        raise ValueError("lease and poll_interval must be positive, drain_grace >= 0")
+    clock = clock or SystemClock()
+    backend = _open_store(store, clock)
+    async with backend:
+        manager = Manager(
+            backend,
+            workers=workers,
+            node_id=node_id or default_node_id(),
+            clock=clock,
+            lease=lease,
+            poll_interval=poll_interval,
+            limits=limits or Limits(),
+            sync_threads=sync_threads or workers,
+        )
+        if capture_logging:
+            install_capture()
+        try:
+            async with trio.open_nursery() as nursery:
+                manager._log_buffer = LogBuffer(backend, clock, manager.limits.max_log_bytes)
+                await nursery.start(manager._log_buffer.run)
+                await nursery.start(manager._listen)
+                await nursery.start(manager._pool.run)
+                nursery.start_soon(manager._keep_leases)
+                nursery.start_soon(manager._reap, reap_interval or lease)
+                nursery.start_soon(manager.scheduler.run)
+                nursery.start_soon(manager._dispatch)
+                grace = drain_grace
+                try:
+                    yield manager
+                except BaseException:
+                    grace = 0.0
+                    raise
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await manager._drain(grace)
+                    nursery.cancel_scope.cancel()
+        finally:
+            if capture_logging:
+                uninstall_capture()
