@@ -36,6 +36,7 @@ class LogBuffer:
         self._clock = clock
         self._max_bytes = max_bytes
         self._pending: list[LogRecord] = []
+        self._unstamped: list[LogRecord] = []
         self._lock = threading.Lock()
         self._wakeup = trio.Event()
         self._signalled = False
@@ -49,10 +50,19 @@ class LogBuffer:
             message = encoded[: self._max_bytes].decode("utf-8", "ignore") + _TRUNCATED
         in_trio = threading.get_ident() == self._trio_thread
         # Trio's clock cannot be read from a worker thread; those records are
-        # stamped when flushed (their order is kept by the sequence number).
+        # stamped by the next record written from Trio, or when flushed.
         stamp = self._clock.now() if in_trio else _UNSTAMPED
         record = LogRecord(inst.uuid, inst.kind, stamp, level, message, inst.attempts, logger)
         with self._lock:
+            if in_trio:
+                # Records queued from threads before this one happened before it: give
+                # them this stamp, or a later flush would stamp them after it and reading
+                # by timestamp would put (say) a processor's line before the executor's.
+                for earlier in self._unstamped:
+                    earlier.timestamp = stamp
+                self._unstamped.clear()
+            else:
+                self._unstamped.append(record)
             self._pending.append(record)
             if self._signalled:
                 return
@@ -67,11 +77,11 @@ class LogBuffer:
         with self._lock:
             batch, self._pending = self._pending, []
             self._signalled = False
-        if batch:
             now = self._clock.now()
-            for record in batch:
-                if record.timestamp is _UNSTAMPED:
-                    record.timestamp = now
+            for record in self._unstamped:
+                record.timestamp = now
+            self._unstamped.clear()
+        if batch:
             await self._store.append_logs(batch)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

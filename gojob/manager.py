@@ -632,13 +632,18 @@ class Manager:
         self._dispatch_wake.set()
 
     async def _dispatch(self) -> None:
-        """Claim due work in batches while workers are free; sleep until woken or due."""
+        """Claim due work in batches while workers are free; sleep until woken or due.
+
+        Up to ``2 x workers`` attempts are claimed ahead, so workers take their next
+        attempt from the channel without waiting for a claim round trip; the dispatcher
+        wakes again once fewer than ``workers`` remain.
+        """
         pool = self._pool
         backoff = 0.05
         while not self._closing:
             self._dispatch_wake = trio.Event()
             kinds = self.registry.kinds()
-            free = pool.target - self._in_flight
+            free = 2 * pool.target - self._in_flight
             timeout = math.inf
             if kinds and free > 0:
                 try:
@@ -652,36 +657,43 @@ class Manager:
                 if batch:
                     self._in_flight += len(batch)
                     self._idle = trio.Event()
+                    running = self._running
+                    by_uuid = self._by_uuid
                     for inst in batch:
-                        pool.send.send_nowait(inst)
-                    continue
-                due = await self.store.next_due(kinds)
-                timeout = self.poll_interval
-                if due is not None:
-                    wait = (due - self.clock.now()).total_seconds()
-                    timeout = min(max(wait, 0.0), timeout)
-                    if wait <= 0:
-                        # Due but not claimable yet (clock skew): do not spin.
-                        timeout = min(0.01, self.poll_interval)
+                        token = inst.claim_token
+                        assert token is not None
+                        attempt = Attempt(inst, token, "")
+                        running[token] = attempt
+                        by_uuid[inst.uuid] = attempt
+                        pool.send.send_nowait(attempt)
+                    self._leases_wanted.set()
+                    if self._in_flight < 2 * pool.target:
+                        continue
+                    timeout = math.inf
+                else:
+                    due = await self.store.next_due(kinds)
+                    timeout = self.poll_interval
+                    if due is not None:
+                        wait = (due - self.clock.now()).total_seconds()
+                        # Due but not claimable (clock skew between node and store): no spin.
+                        timeout = min(max(wait, 0.01), timeout)
             with trio.move_on_after(timeout):
                 await self._dispatch_wake.wait()
 
-    async def _run_claimed(self, inst: Instance, worker: str) -> None:
-        """Run one claimed instance on ``worker`` and finish it (called by the pool)."""
-        token = inst.claim_token
-        assert token is not None
-        attempt = Attempt(inst, token, worker)
-        self._running[token] = attempt
-        self._by_uuid[inst.uuid] = attempt
-        self._leases_wanted.set()
+    async def _run_claimed(self, attempt: Attempt, worker: str) -> None:
+        """Run one claimed attempt on ``worker`` and finish it (called by the pool)."""
+        inst = attempt.instance
+        token = attempt.token
+        attempt.worker = worker
         assert self._log_buffer is not None
         inst._sink = self._log_buffer.write
         inst.worker = worker
         try:
             job = self.registry.find(inst.kind)
-            if self._closing:
-                # Claimed but not started when shutdown began: hand it back untouched.
-                outcome: Outcome | None = Outcome(State.SCHEDULED, reason="released", worker=worker)
+            outcome: Outcome | None
+            if attempt.stop_reason is not None or self._closing:
+                # Stopped before it started (cancel, lease loss, shutdown): do not run it.
+                outcome = _unstarted_outcome(attempt, self._closing, worker)
             elif job is None:
                 outcome = Outcome(
                     State.SCHEDULED, reason="released: kind not registered here", worker=worker
@@ -704,25 +716,28 @@ class Manager:
             inst._sink = None
             if self._in_flight == 0:
                 self._idle.set()
-            if self._pool.target - self._in_flight >= max(1, self._pool.target // 4):
+            if self._in_flight <= self._pool.target:
                 self._dispatch_wake.set()
 
     async def _finish(self, attempt: Attempt, outcome: Outcome) -> Instance | None:
-        # The write must finish even while the manager is being cancelled: shield it,
-        # with a bound so a dead store cannot hang shutdown.
-        with trio.CancelScope(shield=True), trio.move_on_after(max(self.lease, 5.0)):
+        try:
             try:
                 return await self.store.finish(attempt.token, outcome)
-            except LeaseLost:
-                log.warning(
-                    "lease of %s lost before finishing; attempt discarded", attempt.instance.uuid
-                )
-            except StoreError as exc:
-                log.error(
-                    "could not finish %s: %s (the reaper will rescue it)",
-                    attempt.instance.uuid,
-                    exc,
-                )
+            except trio.Cancelled:
+                # The write must land even while this task is being cancelled: repeat it
+                # shielded and bounded (a finish already written is idempotent).
+                with trio.CancelScope(shield=True) as scope:
+                    scope.deadline = trio.current_time() + max(self.lease, 5.0)
+                    await self.store.finish(attempt.token, outcome)
+                raise
+        except LeaseLost:
+            log.warning(
+                "lease of %s lost before finishing; attempt discarded", attempt.instance.uuid
+            )
+        except StoreError as exc:
+            log.error(
+                "could not finish %s: %s (the reaper will rescue it)", attempt.instance.uuid, exc
+            )
         return None
 
     async def _after_finish(
@@ -832,6 +847,15 @@ class Manager:
             attempt.stop(StopReason.RELEASED)
         with trio.move_on_after(max(self.lease, 10.0)):
             await self._idle.wait()
+
+
+def _unstarted_outcome(attempt: Attempt, closing: bool, worker: str) -> Outcome | None:
+    reason = attempt.stop_reason
+    if reason is StopReason.LEASE_LOST:
+        return None
+    if reason is StopReason.CANCELED:
+        return Outcome(State.CANCELED, reason="canceled", worker=worker)
+    return Outcome(State.SCHEDULED, reason="released", worker=worker)
 
 
 def _states(value: State | str | Collection[State | str] | None) -> frozenset[State] | None:

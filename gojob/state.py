@@ -27,6 +27,10 @@ class State(enum.Enum):
     TIMEDOUT = "TimedOut"
     """The attempt's timeout expired."""
 
+    # Enum's __hash__ is a Python function; states are hashed on every transition
+    # (table lookups, set membership), so use identity hashing implemented in C.
+    __hash__ = object.__hash__
+
     @property
     def is_final(self) -> bool:
         """True for the states an instance can end in (failed ones only when no retry is left)."""

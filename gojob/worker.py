@@ -17,6 +17,7 @@ import enum
 import functools
 import inspect
 import logging
+import math
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,13 +89,11 @@ class WorkerStatistics:
 
 
 class _Slot:
-    __slots__ = ("busy", "id", "retire", "wait_scope")
+    __slots__ = ("busy", "id")
 
     def __init__(self, wid: str) -> None:
         self.id = wid
         self.busy = False
-        self.retire = False
-        self.wait_scope: trio.CancelScope | None = None
 
 
 class WorkerPool:
@@ -107,9 +106,13 @@ class WorkerPool:
         self.target = target
         self._slots: dict[str, _Slot] = {}
         self._counter = 0
+        self._retiring = 0
+        self._sentinels = 0
         self._nursery: trio.Nursery | None = None
         self._changed = trio.Event()
-        self.send, self._receive = trio.open_memory_channel[Instance](float("inf"))
+        # Claimed attempts, or None: "one worker retires" (shrinking needs no cancel
+        # scope around every receive, which would cost a scope per job).
+        self.send, self._receive = trio.open_memory_channel[Attempt | None](math.inf)
 
     def statistics(self) -> WorkerStatistics:
         busy = sum(1 for s in self._slots.values() if s.busy)
@@ -131,22 +134,25 @@ class WorkerPool:
         self._nursery.start_soon(self._work, slot, name=f"gojob worker {slot.id}")
 
     async def resize(self, target: int, *, cancel_busy: bool = False) -> None:
-        """Grow at once; shrink by retiring idle workers first, then busy ones as they finish
-        (or at once, releasing their attempts back to the queue, with ``cancel_busy``).
+        """Grow at once; shrink by retiring workers as they become free (or at once,
+        releasing busy workers' attempts back to the queue, with ``cancel_busy``).
         Returns when the pool has ``target`` workers."""
         if target < 1:
             raise ValueError("workers must be at least 1")
         self.target = target
         while len(self._slots) < target:
             self._spawn()
-        excess = len(self._slots) - target
-        retiring = sorted(self._slots.values(), key=lambda s: s.busy)[:excess] if excess > 0 else []
-        for slot in retiring:
-            slot.retire = True
-            if not slot.busy and slot.wait_scope is not None:
-                slot.wait_scope.cancel()
-            elif slot.busy and cancel_busy:
-                self._manager._release_worker_attempt(slot.id)
+        excess = len(self._slots) - target - self._retiring
+        if excess > 0:
+            self._retiring += excess
+            for _ in range(excess):
+                # Sentinels go to the front of the line: idle workers take them at once.
+                self._sentinels += 1
+                self.send.send_nowait(None)
+            if cancel_busy:
+                busy = [slot for slot in self._slots.values() if slot.busy][:excess]
+                for slot in busy:
+                    self._manager._release_worker_attempt(slot.id)
         self._manager._wake_dispatcher()
         while len(self._slots) > target:
             await self._changed.wait()
@@ -155,20 +161,19 @@ class WorkerPool:
         receive = self._receive
         manager = self._manager
         try:
-            while not slot.retire:
-                inst: Instance | None = None
+            while True:
                 try:
                     # The fast path takes work without a scheduling point (~7 µs each).
-                    inst = receive.receive_nowait()
+                    attempt = receive.receive_nowait()
                 except trio.WouldBlock:
-                    with trio.CancelScope() as slot.wait_scope:
-                        inst = await receive.receive()
-                    slot.wait_scope = None
-                if inst is None:
-                    break  # the wait was cancelled: this worker retires
+                    attempt = await receive.receive()
+                if attempt is None:
+                    self._retiring -= 1
+                    self._sentinels -= 1
+                    break
                 slot.busy = True
                 try:
-                    await manager._run_claimed(inst, slot.id)
+                    await manager._run_claimed(attempt, slot.id)
                 finally:
                     slot.busy = False
         except (trio.EndOfChannel, trio.ClosedResourceError):
@@ -251,26 +256,21 @@ async def execute(manager: Manager, job: Job, attempt: Attempt) -> Outcome | Non
     outcome: Outcome | None = None
     error: BaseException | None = None
     ctx_token = current_instance.set(inst)
+    deadline = trio.current_time() + timeout if timeout is not None else math.inf
+    # One cancel scope per attempt carries both the timeout (its deadline) and outside
+    # stops (cancel, lease loss, release: ``attempt.stop_reason`` says which).
     try:
-        with trio.CancelScope() as scope:
+        with trio.CancelScope(deadline=deadline) as scope:
             attempt.scope = scope
             if attempt.stop_reason is not None:
                 scope.cancel()
-            deadline = trio.current_time() + timeout if timeout is not None else float("inf")
             try:
-                with trio.CancelScope(deadline=deadline) as timeout_scope:
-                    result = await call_executor(job, inst, manager._sync_limiter)
-                if timeout_scope.cancelled_caught or trio.current_time() >= deadline:
-                    outcome = error_outcome(
-                        State.TIMEDOUT,
-                        None,
-                        f"attempt timed out after {timeout}s",
-                        worker,
-                        "timeout",
-                    )
-                else:
+                result = await call_executor(job, inst, manager._sync_limiter)
+                # An executor that swallowed its cancellation still loses the attempt.
+                if attempt.stop_reason is None and trio.current_time() < deadline:
                     encoded = encode_result(result)
-                    check_size(encoded, manager.limits.max_result_bytes, "result")
+                    if encoded is not None and not isinstance(encoded, bool | int | float):
+                        check_size(encoded, manager.limits.max_result_bytes, "result")
                     outcome = Outcome(State.COMPLETED, result=encoded, worker=worker)
             except Retry as signal:
                 now = manager.clock.now()
@@ -288,13 +288,18 @@ async def execute(manager: Manager, job: Job, attempt: Attempt) -> Outcome | Non
     finally:
         current_instance.reset(ctx_token)
         attempt.scope = None
-    if scope.cancelled_caught or (attempt.stop_reason is not None and outcome is None):
+    if outcome is None or scope.cancelled_caught:
         reason = attempt.stop_reason
-        if reason is StopReason.LEASE_LOST:
+        if reason is None:
+            outcome = error_outcome(
+                State.TIMEDOUT, None, f"attempt timed out after {timeout}s", worker, "timeout"
+            )
+        elif reason is StopReason.LEASE_LOST:
             return None
-        if reason is StopReason.RELEASED:
+        elif reason is StopReason.RELEASED:
             return Outcome(State.SCHEDULED, reason="released", worker=worker)
-        return Outcome(State.CANCELED, reason="canceled", worker=worker)
+        else:
+            return Outcome(State.CANCELED, reason="canceled", worker=worker)
     assert outcome is not None
     if outcome.state in FAILED:
         outcome = await _after_failure(manager, job, inst, outcome, error)

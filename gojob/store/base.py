@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ..instance import HistoryRecord, Instance, LogLevel, LogRecord
 from ..policy import Policy
@@ -165,7 +165,7 @@ class LogQuery:
 # -- finishing an attempt ---------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """How an attempt ended, as the finishing node decided it.
 
@@ -261,8 +261,8 @@ class ScheduleRecord:
         clone = ScheduleRecord(self.id, self.kind, self.trigger)
         for name in self.__slots__:
             setattr(clone, name, getattr(self, name))
-        clone.args = list(self.args)
-        clone.kwargs = dict(self.kwargs)
+        clone.args = copy_json(self.args)
+        clone.kwargs = copy_json(self.kwargs)
         clone.recent_skips = list(self.recent_skips)
         return clone
 
@@ -285,8 +285,9 @@ class EventType(enum.Enum):
     """Notifications may have been lost (reconnect): consumers must catch up by querying."""
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
+    """One notification (a NamedTuple: built on every transition, so it must be cheap)."""
+
     type: EventType
     uuid: str | None = None
     kind: str | None = None
@@ -342,7 +343,7 @@ class Store(abc.ABC):
         """Insert new instances as ``SCHEDULED`` (history: Created, Scheduled), in one transaction.
 
         Each given instance has state ``CREATED``, a fresh uuid and ``scheduled_at``
-        set. An instance with a ``dedupe_key`` for which a non-final instance exists
+        set (an unset ``created_at`` is set to ``now()``). An instance with a ``dedupe_key`` for which a non-final instance exists
         is not inserted: the existing one is returned in its place (so the result
         has one entry per given instance, in order). Returns snapshots after the write.
         """
@@ -385,9 +386,15 @@ class Store(abc.ABC):
         Fencing: if the token does not hold an unexpired lease, raise
         :class:`~gojob.errors.LeaseLost` and change nothing. Idempotence: repeating
         a finish that already succeeded with this token returns the instance
-        unchanged. A failed outcome with ``retry_at`` records the failure, then
+        unchanged (until the instance is claimed again: then the old token gets
+        LeaseLost). A failed outcome with ``retry_at`` records the failure, then
         ``SCHEDULED``; ``outcome.state == SCHEDULED`` returns it to the queue
-        (history ``Scheduled`` with ``reason``). Returns the instance after the write.
+        (history ``Scheduled`` with ``reason``), due at ``retry_at`` or now. If a
+        cancel was requested, an outcome that would return the instance to the queue
+        cancels it instead, after the outcome's records (history ``Canceled``), as
+        :meth:`request_cancel` does to queued instances. An outcome the transition
+        table forbids (``PROCESSING``, or ``retry_at`` with ``COMPLETED``) raises
+        InvalidTransition and changes nothing. Returns the instance after the write.
         """
 
     @abc.abstractmethod
@@ -397,7 +404,8 @@ class Store(abc.ABC):
         Queued ones (``CREATED``/``SCHEDULED``) become ``CANCELED`` at once (with
         history); running ones are flagged ``cancel_requested`` and a ``CANCEL``
         event names their node, which cancels the attempt and finishes it
-        ``CANCELED``. Returns the matched instances after the change.
+        ``CANCELED``. Every match is canceled: the query's ``limit``, ``offset`` and
+        order do not apply. Returns the matched instances after the change.
         """
 
     @abc.abstractmethod
@@ -415,7 +423,8 @@ class Store(abc.ABC):
     async def requeue(self, uuid: str, due: datetime) -> Instance:
         """Run a final instance again: back to ``SCHEDULED`` at ``due`` with its
         failure count reset (history ``Scheduled`` with ``reason: requeued``).
-        Raises InstanceNotFound, or InvalidTransition if it is not final."""
+        Raises InstanceNotFound, or InvalidTransition if it is not final or if
+        another non-final instance holds its ``dedupe_key``."""
 
     # lookups
     @abc.abstractmethod
@@ -424,7 +433,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def lookup_instances(self, query: InstanceQuery) -> list[Instance]:
-        """Instances matching ``query``, ordered by ``query.order_by`` then uuid."""
+        """Instances matching ``query``, ordered by ``query.order_by`` then uuid (both
+        descending when ``query.descending``)."""
 
     @abc.abstractmethod
     async def counts(self) -> dict[tuple[str, State], int]:
@@ -447,7 +457,8 @@ class Store(abc.ABC):
     async def put_schedule(self, record: ScheduleRecord) -> ScheduleRecord:
         """Upsert by id. If a schedule with this id exists with the same definition,
         it is kept as it is (cursor, paused flag, counters) and returned; a changed
-        definition replaces it and takes the new record's cursor. Idempotent."""
+        definition replaces it and takes the new record's cursor, but keeps the
+        stored paused flag, counters, skips and ``created_at``. Idempotent."""
 
     @abc.abstractmethod
     async def get_schedule(self, schedule_id: str) -> ScheduleRecord | None: ...
@@ -482,19 +493,24 @@ class Store(abc.ABC):
         Only if the schedule exists, is not paused and its cursor still equals
         ``expected_next_fire_at`` (compare-and-set): this makes each slot fire once
         across all nodes. The instances are added as by :meth:`add` (their dedupe
-        keys are ``schedule_id@slot``); skipped slots are counted and the latest kept.
-        Returns the added instances, or None when another node got there first.
+        keys are ``slot_key(schedule_id, fire_time)``, set by the store when an
+        instance with a ``fire_time`` comes without one); ``skipped_count`` is added
+        to the schedule's and ``skipped`` appended to ``recent_skips`` (the latest 100
+        kept). Returns the added instances, or None when another node got there first.
         """
 
     # retention and notifications
     @abc.abstractmethod
     async def prune(self, before: datetime) -> PruneResult:
         """Delete final instances finished before ``before`` with their history and logs,
-        and history and log records older than ``before``."""
+        and history and log records older than ``before``. An instance finished when
+        it reached its final state (the latest of its end times, not an earlier
+        failure that was retried)."""
 
     @abc.abstractmethod
     def subscribe(self) -> AbstractAsyncContextManager[Subscription]:
-        """Open a notification stream (see :class:`Subscription`)."""
+        """Open a notification stream (see :class:`Subscription`): every event emitted
+        after it is entered is delivered to it, none emitted before."""
 
 
 def trigger_definition(trigger: Trigger) -> dict[str, Any]:
@@ -507,6 +523,25 @@ def trigger_definition(trigger: Trigger) -> dict[str, Any]:
 def slot_key(schedule_id: str, slot: datetime) -> str:
     """The dedupe key of the instance a schedule creates for ``slot``."""
     return f"{schedule_id}@{slot.isoformat()}"
+
+
+_JSON_CONTAINERS = (list, dict)
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of a plain JSON value (lists and dicts copied, scalars shared).
+
+    For stores that keep Python objects (the memory store): what they store and what
+    they return must not share a list or dict with the caller's objects.
+    """
+    kind = type(value)
+    if kind is list:
+        return [copy_json(v) if type(v) in _JSON_CONTAINERS else v for v in value]
+    if kind is dict:
+        return {k: copy_json(v) if type(v) in _JSON_CONTAINERS else v for k, v in value.items()}
+    if kind is tuple:
+        return tuple(copy_json(v) for v in value)
+    return value
 
 
 def details(**values: Any) -> dict[str, Any]:
@@ -536,12 +571,16 @@ def apply_outcome_fields(inst: Instance, outcome: Outcome, now: datetime) -> Non
 
 
 def outcome_details(outcome: Outcome, node_id: str | None) -> dict[str, Any]:
-    return details(
-        result=outcome.result if outcome.state is State.COMPLETED else None,
-        error=outcome.error_message,
-        error_type=outcome.error_type,
-        traceback=outcome.traceback,
-        reason=outcome.reason,
-        node=node_id,
-        worker=outcome.worker,
-    )
+    """The history details of a finished attempt (on the hot path: no kwargs detour)."""
+    info: dict[str, Any] = {"node": node_id, "worker": outcome.worker}
+    if outcome.state is State.COMPLETED:
+        if outcome.result is not None:
+            info["result"] = outcome.result
+    elif outcome.error_message is not None:
+        info["error"] = outcome.error_message
+        info["error_type"] = outcome.error_type
+        if outcome.traceback is not None:
+            info["traceback"] = outcome.traceback
+    if outcome.reason is not None:
+        info["reason"] = outcome.reason
+    return info

@@ -36,6 +36,7 @@ from .base import (
     Store,
     Subscription,
     apply_outcome_fields,
+    copy_json,
     outcome_details,
     slot_key,
 )
@@ -43,6 +44,12 @@ from .base import (
 __all__ = ["MemoryStore"]
 
 _SKIP_RECORD_LIMIT = 100
+
+# The hot methods (add, claim, finish, get, next_due, extend_leases) never block, so
+# they are cancel points but not schedule points: a full checkpoint would cost a trip
+# through Trio's scheduler (~4 µs) per job for nothing. Callers that loop on them
+# still yield wherever they wait for work.
+_cancel_point = trio.lowlevel.checkpoint_if_cancelled
 
 
 class _MemorySubscription(Subscription):
@@ -140,8 +147,14 @@ class MemoryStore(Store):
         self._record(inst, state, now, info)
         events.append(Event(EventType.STATE, inst.uuid, inst.kind, state, inst.node_id))
         key = inst.dedupe_key
-        if state in FINAL and key is not None and self._dedupe.get(key) == inst.uuid:
-            del self._dedupe[key]
+        if key is not None:
+            if state in FINAL:
+                if self._dedupe.get(key) == inst.uuid:
+                    del self._dedupe[key]
+            elif state is State.SCHEDULED:
+                # A failed or abandoned attempt going back to the queue passes through a
+                # final state; the instance is not final, so it holds its key again.
+                self._dedupe.setdefault(key, inst.uuid)
 
     def _enqueue(self, inst: Instance, now: datetime) -> None:
         seq = next(self._seq)
@@ -160,7 +173,7 @@ class MemoryStore(Store):
             if existing is not None:
                 return self._instances[existing]
             self._dedupe[key] = inst.uuid
-        stored = inst.snapshot()
+        stored = _detach(inst)
         stored.state = State.CREATED
         stored.created_at = stored.created_at or now
         stored.scheduled_at = stored.scheduled_at or now
@@ -180,12 +193,12 @@ class MemoryStore(Store):
     async def add(self, instances: Sequence[Instance]) -> list[Instance]:
         now = self.clock.now()
         events: list[Event] = []
-        added = [self._insert(inst, now, events).snapshot() for inst in instances]
+        added = [_detach(self._insert(inst, now, events)) for inst in instances]
         if added:
             earliest = min(i.scheduled_at or now for i in added)
             events.append(self._due_event(earliest, added[0].kind if len(added) == 1 else None))
         self._emit(events)
-        await trio.lowlevel.checkpoint()
+        await _cancel_point()
         return added
 
     def _promote(self, queue: _KindQueue, now: datetime) -> None:
@@ -212,7 +225,7 @@ class MemoryStore(Store):
         limit: int,
         lease: float,
     ) -> list[Instance]:
-        await trio.lowlevel.checkpoint()
+        await _cancel_point()
         now = self.clock.now()
         names = list(self._queues) if kinds is None else [k for k in kinds if k in self._queues]
         queues = [self._queues[k] for k in names]
@@ -248,20 +261,20 @@ class MemoryStore(Store):
             self._running[token] = inst.uuid
             self._record(inst, State.PROCESSING, now, {"node": node_id})
             events.append(Event(EventType.STATE, inst.uuid, inst.kind, State.PROCESSING, node_id))
-            claimed.append(inst.snapshot())
+            claimed.append(_detach(inst))
         self._emit(events)
         return claimed
 
     async def next_due(self, kinds: Collection[str] | None) -> datetime | None:
-        await trio.lowlevel.checkpoint()
+        await _cancel_point()
         best: datetime | None = None
         names = list(self._queues) if kinds is None else [k for k in kinds if k in self._queues]
         for name in names:
             queue = self._queues[name]
+            # The ready heap is ordered by priority first: scan it for the earliest due.
             for _, due, seq, uuid in queue.ready:
-                if self._queued.get(uuid) == seq and (best is None or due < best):
+                if (best is None or due < best) and self._queued.get(uuid) == seq:
                     best = due
-                    break  # any live ready entry is already due; its due time is enough
             while queue.delayed and self._queued.get(queue.delayed[0][2]) != queue.delayed[0][1]:
                 heapq.heappop(queue.delayed)
             if queue.delayed and (best is None or queue.delayed[0][0] < best):
@@ -271,7 +284,7 @@ class MemoryStore(Store):
     async def extend_leases(
         self, node_id: str, tokens: Collection[str], lease: float
     ) -> LeaseReply:
-        await trio.lowlevel.checkpoint()
+        await _cancel_point()
         now = self.clock.now()
         until = now + timedelta(seconds=lease)
         extended: set[str] = set()
@@ -304,7 +317,7 @@ class MemoryStore(Store):
         return inst
 
     async def finish(self, token: str, outcome: Outcome) -> Instance:
-        await trio.lowlevel.checkpoint()
+        await _cancel_point()
         now = self.clock.now()
         inst = self._held(token, now)
         if inst is None:
@@ -314,28 +327,41 @@ class MemoryStore(Store):
                 and done.claim_token == token
                 and done.state is not State.PROCESSING
             ):
-                return done.snapshot()  # a repeated finish: idempotent
+                return _detach(done)  # a repeated finish: idempotent
             raise LeaseLost(f"claim token {token} no longer holds a lease")
+        # Validate the whole path before writing anything, so a bad outcome changes nothing.
+        requeue = outcome.state is State.SCHEDULED or outcome.retry_at is not None
+        check_transition(State.PROCESSING, outcome.state)
+        if requeue and outcome.state is not State.SCHEDULED:
+            check_transition(outcome.state, State.SCHEDULED)
         events: list[Event] = []
         del self._running[token]
         apply_outcome_fields(inst, outcome, now)
-        inst.lease_expires_at = None
         info = outcome_details(outcome, inst.node_id)
+        if outcome.result is not None:
+            # Stored apart from the caller's value, which it may go on changing.
+            inst.result = copy_json(inst.result)
+            if "result" in info:
+                info["result"] = inst.result
+        inst.lease_expires_at = None
         self._transition(inst, outcome.state, now, events, info)
-        if outcome.state is State.SCHEDULED or outcome.retry_at is not None:
+        if requeue:
+            due = outcome.retry_at or now
             if outcome.state is not State.SCHEDULED:
-                due = outcome.retry_at or now
                 self._transition(
                     inst, State.SCHEDULED, now, events, {"reason": "retry", "due": due.isoformat()}
                 )
-            else:
-                due = outcome.retry_at or now
             inst.scheduled_at = due
-            inst.cancel_requested = False
-            self._enqueue(inst, now)
-            events.append(self._due_event(due, inst.kind))
+            if inst.cancel_requested:
+                # The cancel request was not honoured by the attempt: it applies now that
+                # the instance is queued, as it would to any queued instance.
+                inst.canceled_at = now
+                self._transition(inst, State.CANCELED, now, events, {"reason": "canceled"})
+            else:
+                self._enqueue(inst, now)
+                events.append(self._due_event(due, inst.kind))
         self._emit(events)
-        return inst.snapshot()
+        return _detach(inst)
 
     async def request_cancel(self, query: InstanceQuery) -> list[Instance]:
         await trio.lowlevel.checkpoint()
@@ -351,7 +377,7 @@ class MemoryStore(Store):
                 inst.cancel_requested = True
                 inst.updated_at = now
                 events.append(Event(EventType.CANCEL, inst.uuid, inst.kind, None, inst.node_id))
-            matched.append(inst.snapshot())
+            matched.append(_detach(inst))
         self._emit(events)
         return matched
 
@@ -398,7 +424,7 @@ class MemoryStore(Store):
                 self._transition(inst, State.SCHEDULED, now, events, {"reason": "rescue"})
                 self._enqueue(inst, now)
                 events.append(self._due_event(now, inst.kind))
-            reaped.append(inst.snapshot())
+            reaped.append(_detach(inst))
         self._emit(events)
         return reaped
 
@@ -431,7 +457,7 @@ class MemoryStore(Store):
         self._enqueue(inst, now)
         events.append(self._due_event(due, inst.kind))
         self._emit(events)
-        return inst.snapshot()
+        return _detach(inst)
 
     # -- lookups ------------------------------------------------------------------
     def _select(self, query: InstanceQuery, *, active_only: bool = False) -> list[Instance]:
@@ -439,7 +465,8 @@ class MemoryStore(Store):
             one = self._instances.get(query.uuid)
             candidates = [one] if one is not None else []
         elif query.uuids is not None:
-            candidates = [self._instances[u] for u in query.uuids if u in self._instances]
+            wanted = dict.fromkeys(query.uuids)  # each instance once, however often named
+            candidates = [self._instances[u] for u in wanted if u in self._instances]
         else:
             candidates = list(self._instances.values())
         return [
@@ -447,9 +474,9 @@ class MemoryStore(Store):
         ]
 
     async def get(self, uuid: str) -> Instance | None:
-        await trio.lowlevel.checkpoint()
+        await _cancel_point()
         inst = self._instances.get(uuid)
-        return None if inst is None else inst.snapshot()
+        return None if inst is None else _detach(inst)
 
     async def lookup_instances(self, query: InstanceQuery) -> list[Instance]:
         await trio.lowlevel.checkpoint()
@@ -457,7 +484,7 @@ class MemoryStore(Store):
         attr = query.order_by
         epoch = datetime.min.replace(tzinfo=self.clock.now().tzinfo)
         found.sort(key=lambda i: (getattr(i, attr) or epoch, i.uuid), reverse=query.descending)
-        return [i.snapshot() for i in _page(found, query.limit, query.offset)]
+        return [_detach(i) for i in _page(found, query.limit, query.offset)]
 
     async def counts(self) -> dict[tuple[str, State], int]:
         await trio.lowlevel.checkpoint()
@@ -566,9 +593,11 @@ class MemoryStore(Store):
         events: list[Event] = []
         added = []
         for inst in instances:
-            if inst.dedupe_key is None and inst.fire_time is not None:
-                inst.dedupe_key = slot_key(schedule_id, inst.fire_time)
-            added.append(self._insert(inst, now, events).snapshot())
+            slot = inst.fire_time
+            if inst.dedupe_key is None and slot is not None:
+                inst = inst.snapshot()  # leave the caller's instance as it was
+                inst.dedupe_key = slot_key(schedule_id, slot)
+            added.append(_detach(self._insert(inst, now, events)))
         found.next_fire_at = next_fire_at
         found.updated_at = now
         if added:
@@ -576,8 +605,8 @@ class MemoryStore(Store):
             found.last_instance = added[-1].uuid
             found.fired_count += len(added)
             events.append(self._due_event(min(i.scheduled_at or now for i in added), found.kind))
-        if skipped_count:
-            found.skipped_count += skipped_count
+        found.skipped_count += skipped_count
+        if skipped:
             found.recent_skips = (found.recent_skips + list(skipped))[-_SKIP_RECORD_LIMIT:]
         self._emit(events)
         return added
@@ -588,7 +617,7 @@ class MemoryStore(Store):
         removed = [
             uuid
             for uuid, inst in self._instances.items()
-            if inst.state in FINAL and (inst.finished_at or inst.updated_at or before) < before
+            if inst.state in FINAL and _final_since(inst, before) < before
         ]
         history = logs = 0
         for uuid in removed:
@@ -627,9 +656,32 @@ def _page(items: list[Any], limit: int | None, offset: int) -> list[Any]:
     return items[offset : offset + limit]
 
 
+def _detach(inst: Instance) -> Instance:
+    """A snapshot that shares no list or dict with ``inst`` (args, kwargs, result)."""
+    clone = inst.snapshot()
+    clone.args = copy_json(inst.args)
+    clone.kwargs = copy_json(inst.kwargs)
+    clone.result = copy_json(inst.result)
+    return clone
+
+
+def _final_since(inst: Instance, default: datetime) -> datetime:
+    """When a final instance reached its final state: the latest of its end times.
+
+    (Not ``Instance.finished_at``, the first one set: an instance that failed, was
+    retried and then canceled keeps the time of its earlier failure too.)
+    """
+    ends = [
+        t
+        for t in (inst.completed_at, inst.terminated_at, inst.canceled_at, inst.timed_out_at)
+        if t is not None
+    ]
+    return max(ends) if ends else inst.updated_at or default
+
+
 def _copy_history(rec: HistoryRecord) -> HistoryRecord:
     return HistoryRecord(
-        rec.uuid, rec.kind, rec.state, rec.timestamp, rec.attempt, dict(rec.details), rec.seq
+        rec.uuid, rec.kind, rec.state, rec.timestamp, rec.attempt, copy_json(rec.details), rec.seq
     )
 
 

@@ -1,0 +1,52 @@
+"""The README's main command, run as a user runs it: a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def run_gojob(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gojob.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_demo_runs_every_path_and_prints_histories() -> None:
+    proc = run_gojob("demo")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "demo succeeded" in out
+    # live progress, then results and histories
+    assert "-> Processing" in out
+    for state in ("Completed", "TimedOut", "Canceled"):
+        assert state in out
+    assert "Terminated RuntimeError: transient failure #1" in out
+    assert "log INFO  attempt 3" in out
+    assert "tick      completed" in out
+
+
+def test_demo_quiet_has_no_progress_lines() -> None:
+    proc = run_gojob("demo", "--quiet", "--workers", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "-> Processing" not in proc.stdout
+    assert "demo succeeded" in proc.stdout
+
+
+def test_bad_arguments_exit_non_zero_with_a_message() -> None:
+    proc = run_gojob("demo", "--workers", "0")
+    assert proc.returncode != 0
+    assert "--workers must be at least 1" in proc.stderr
+    unknown = run_gojob("frobnicate")
+    assert unknown.returncode != 0
+    assert "invalid choice" in unknown.stderr
+
+
+def test_version() -> None:
+    proc = run_gojob("--version")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("gojob ")
