@@ -343,9 +343,10 @@ class Store(abc.ABC):
         """Insert new instances as ``SCHEDULED`` (history: Created, Scheduled), in one transaction.
 
         Each given instance has state ``CREATED``, a fresh uuid and ``scheduled_at``
-        set (an unset ``created_at`` is set to ``now()``). An instance with a ``dedupe_key`` for which a non-final instance exists
-        is not inserted: the existing one is returned in its place (so the result
-        has one entry per given instance, in order). Returns snapshots after the write.
+        set (an unset ``created_at`` is set to ``now()``). An instance with a
+        ``dedupe_key`` for which a non-final instance exists is not inserted: the
+        existing one is returned in its place (so the result has one entry per given
+        instance, in order). Returns snapshots after the write.
         """
 
     @abc.abstractmethod

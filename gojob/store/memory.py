@@ -656,12 +656,30 @@ def _page(items: list[Any], limit: int | None, offset: int) -> list[Any]:
     return items[offset : offset + limit]
 
 
+_CONTAINERS = (list, dict)
+
+
 def _detach(inst: Instance) -> Instance:
-    """A snapshot that shares no list or dict with ``inst`` (args, kwargs, result)."""
-    clone = inst.snapshot()
-    clone.args = copy_json(inst.args)
-    clone.kwargs = copy_json(inst.kwargs)
-    clone.result = copy_json(inst.result)
+    """A snapshot sharing no list or dict with ``inst`` (args, kwargs, result).
+
+    ``Instance.snapshot`` shares them; a caller changing them in place (an executor
+    appending to its argument list) would change what is stored. Inlined: it runs
+    several times per job.
+    """
+    clone = object.__new__(Instance)
+    data = clone.__dict__
+    data.update(inst.__dict__)
+    data["_sink"] = None
+    args = data["args"]
+    data["args"] = [copy_json(v) if type(v) in _CONTAINERS else v for v in args] if args else []
+    kwargs = data["kwargs"]
+    data["kwargs"] = (
+        {k: copy_json(v) if type(v) in _CONTAINERS else v for k, v in kwargs.items()}
+        if kwargs
+        else {}
+    )
+    if type(data["result"]) in _CONTAINERS:
+        data["result"] = copy_json(data["result"])
     return clone
 
 
