@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
+from ..errors import LeaseLost
 from ..instance import HistoryRecord, Instance, LogLevel, LogRecord
 from ..policy import Policy
 from ..schedule import Misfire, Overlap, Trigger
@@ -380,7 +381,6 @@ class Store(abc.ABC):
         reply also names the tokens whose instance has a pending cancel request.
         """
 
-    @abc.abstractmethod
     async def finish(self, token: str, outcome: Outcome) -> Instance:
         """Record the end of the attempt holding ``token``: transition plus history, atomically.
 
@@ -396,6 +396,22 @@ class Store(abc.ABC):
         :meth:`request_cancel` does to queued instances. An outcome the transition
         table forbids (``PROCESSING``, or ``retry_at`` with ``COMPLETED``) raises
         InvalidTransition and changes nothing. Returns the instance after the write.
+        """
+        (result,) = await self.finish_many([(token, outcome)])
+        if isinstance(result, LeaseLost):
+            raise result
+        return result
+
+    @abc.abstractmethod
+    async def finish_many(self, items: Sequence[tuple[str, Outcome]]) -> list[Instance | LeaseLost]:
+        """Finish several attempts in one write (batch acknowledgement).
+
+        Each ``(token, outcome)`` is judged and applied exactly as :meth:`finish`
+        would, in order, and its result is in the same place of the returned list: the
+        instance after the write, or a :class:`~gojob.errors.LeaseLost` (not raised)
+        for a refused token, which changes nothing and does not affect the others. If
+        any outcome is one the transition table forbids, InvalidTransition is raised
+        before anything is written.
         """
 
     @abc.abstractmethod

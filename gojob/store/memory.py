@@ -316,9 +316,20 @@ class MemoryStore(Store):
             return None
         return inst
 
-    async def finish(self, token: str, outcome: Outcome) -> Instance:
+    async def finish_many(self, items: Sequence[tuple[str, Outcome]]) -> list[Instance | LeaseLost]:
         await _cancel_point()
+        # Validate every outcome before writing anything: a bad one changes nothing.
+        for _, outcome in items:
+            _check_outcome(outcome)
         now = self.clock.now()
+        events: list[Event] = []
+        results = [self._finish_one(token, outcome, now, events) for token, outcome in items]
+        self._emit(events)
+        return results
+
+    def _finish_one(
+        self, token: str, outcome: Outcome, now: datetime, events: list[Event]
+    ) -> Instance | LeaseLost:
         inst = self._held(token, now)
         if inst is None:
             done = self._instances.get(token.partition("/")[0])
@@ -328,13 +339,8 @@ class MemoryStore(Store):
                 and done.state is not State.PROCESSING
             ):
                 return _detach(done)  # a repeated finish: idempotent
-            raise LeaseLost(f"claim token {token} no longer holds a lease")
-        # Validate the whole path before writing anything, so a bad outcome changes nothing.
+            return LeaseLost(f"claim token {token} no longer holds a lease")
         requeue = outcome.state is State.SCHEDULED or outcome.retry_at is not None
-        check_transition(State.PROCESSING, outcome.state)
-        if requeue and outcome.state is not State.SCHEDULED:
-            check_transition(outcome.state, State.SCHEDULED)
-        events: list[Event] = []
         del self._running[token]
         apply_outcome_fields(inst, outcome, now)
         info = outcome_details(outcome, inst.node_id)
@@ -360,7 +366,6 @@ class MemoryStore(Store):
             else:
                 self._enqueue(inst, now)
                 events.append(self._due_event(due, inst.kind))
-        self._emit(events)
         return _detach(inst)
 
     async def request_cancel(self, query: InstanceQuery) -> list[Instance]:
@@ -657,6 +662,12 @@ def _page(items: list[Any], limit: int | None, offset: int) -> list[Any]:
 
 
 _CONTAINERS = (list, dict)
+
+
+def _check_outcome(outcome: Outcome) -> None:
+    check_transition(State.PROCESSING, outcome.state)
+    if outcome.retry_at is not None and outcome.state is not State.SCHEDULED:
+        check_transition(outcome.state, State.SCHEDULED)
 
 
 def _detach(inst: Instance) -> Instance:

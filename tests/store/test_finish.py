@@ -8,6 +8,7 @@ import pytest
 import trio
 
 from gojob.errors import InvalidTransition, LeaseLost
+from gojob.instance import Instance
 from gojob.state import State
 from gojob.store.base import HistoryQuery, InstanceQuery, Outcome, Store
 
@@ -442,3 +443,67 @@ async def test_finish_returns_a_copy(store: Store) -> None:
         (record,) = await store.history(HistoryQuery(uuid=done.uuid, states=[State.COMPLETED]))
         if "result" in record.details:
             assert record.details["result"] == {"items": [1]}
+
+
+# -- finish_many (batch acknowledgement) --------------------------------------------------
+
+
+async def add_then_claim(store: Store) -> Instance:
+    added = await add_one(store)
+    claimed = await claim_one(store)
+    assert claimed.uuid == added.uuid
+    return claimed
+
+
+async def test_finish_many_applies_each_item_and_reports_refusals_in_place(store: Store) -> None:
+    with trio.fail_after(TIMEOUT):
+        done = await add_then_claim(store)
+        retried = await add_then_claim(store)
+        stale = await add_then_claim(store)
+        await store.finish(token_of(stale), Outcome(State.COMPLETED, result=1))
+        results = await store.finish_many(
+            [
+                (token_of(done), Outcome(State.COMPLETED, result=[1, 2])),
+                ("no-such-token", Outcome(State.COMPLETED)),
+                (token_of(retried), await failed(store, retry_in=60)),
+            ]
+        )
+        assert len(results) == 3
+        first, lost, third = results
+        assert not isinstance(first, LeaseLost)
+        assert first.state is State.COMPLETED
+        assert first.result == [1, 2]
+        assert isinstance(lost, LeaseLost)
+        assert not isinstance(third, LeaseLost)
+        assert third.state is State.SCHEDULED
+        assert third.failures == 1
+        assert await history_states(store, retried.uuid) == [
+            *CLAIMED,
+            State.TERMINATED,
+            State.SCHEDULED,
+        ]
+
+
+async def test_finish_many_with_a_forbidden_outcome_writes_nothing(store: Store) -> None:
+    with trio.fail_after(TIMEOUT):
+        good = await add_then_claim(store)
+        bad = await add_then_claim(store)
+        with pytest.raises(InvalidTransition):
+            await store.finish_many(
+                [
+                    (token_of(good), Outcome(State.COMPLETED)),
+                    (token_of(bad), Outcome(State.PROCESSING)),
+                ]
+            )
+        for inst in (good, bad):
+            stored = await store.get(inst.uuid)
+            assert stored is not None
+            assert stored.state is State.PROCESSING
+        # Both tokens still hold their leases and can finish normally.
+        finished = await store.finish(token_of(good), Outcome(State.COMPLETED))
+        assert finished.state is State.COMPLETED
+
+
+async def test_finish_many_of_nothing_is_a_no_op(store: Store) -> None:
+    with trio.fail_after(TIMEOUT):
+        assert await store.finish_many([]) == []
