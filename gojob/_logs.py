@@ -38,6 +38,9 @@ class LogBuffer:
         self._pending: list[LogRecord] = []
         self._unstamped: list[LogRecord] = []
         self._lock = threading.Lock()
+        # One flush at a time: a reader's flush (``Manager.logs``) must not return while
+        # the background flush still has earlier records on their way to the store.
+        self._flushing = trio.Lock()
         self._wakeup = trio.Event()
         self._signalled = False
         self._token = trio.lowlevel.current_trio_token()
@@ -73,16 +76,17 @@ class LogBuffer:
             self._token.run_sync_soon(self._wakeup.set)
 
     async def flush(self) -> None:
-        """Write everything queued so far."""
-        with self._lock:
-            batch, self._pending = self._pending, []
-            self._signalled = False
-            now = self._clock.now()
-            for record in self._unstamped:
-                record.timestamp = now
-            self._unstamped.clear()
-        if batch:
-            await self._store.append_logs(batch)
+        """Write everything queued so far (and wait for a flush already under way)."""
+        async with self._flushing:
+            with self._lock:
+                batch, self._pending = self._pending, []
+                self._signalled = False
+                now = self._clock.now()
+                for record in self._unstamped:
+                    record.timestamp = now
+                self._unstamped.clear()
+            if batch:
+                await self._store.append_logs(batch)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Flush whenever records arrive, until cancelled (then flush what is left)."""

@@ -580,6 +580,17 @@ class Manager:
             attempt = self._by_uuid.get(inst.uuid)
             if attempt is not None:
                 attempt.stop(StopReason.CANCELED)
+        for inst in matched:
+            # A queued instance was canceled by this very call: this node performed the
+            # transition, so it runs the state processor (a running one runs it where its
+            # attempt finishes).
+            job = self.registry.find(inst.kind)
+            if inst.state is State.CANCELED and job is not None and job.on_state_change is not None:
+                inst._sink = self._log_buffer.write if self._log_buffer is not None else None
+                try:
+                    await run_processor(inst, "on_state_change", job.on_state_change, inst.state)
+                finally:
+                    inst._sink = None
         return matched
 
     async def retry(self, instance: Instance | str, *, after: float | None = None) -> Instance:
@@ -646,6 +657,7 @@ class Manager:
             free = 2 * pool.target - self._in_flight
             timeout = math.inf
             if kinds and free > 0:
+                lease_until = trio.current_time() + self.lease
                 try:
                     batch = await self.store.claim(self.node_id, kinds, free, self.lease)
                     backoff = 0.05
@@ -662,7 +674,7 @@ class Manager:
                     for inst in batch:
                         token = inst.claim_token
                         assert token is not None
-                        attempt = Attempt(inst, token, "")
+                        attempt = Attempt(inst, token, "", lease_until)
                         running[token] = attempt
                         by_uuid[inst.uuid] = attempt
                         pool.send.send_nowait(attempt)
@@ -772,11 +784,28 @@ class Manager:
             tokens = list(self._running)
             if not tokens:
                 continue
+            sent = trio.current_time()
             try:
                 reply = await self.store.extend_leases(self.node_id, tokens, self.lease)
             except StoreError as exc:
                 log.warning("lease extension failed: %s", exc)
+                # Unextended, a lease runs out at the store too and another node may
+                # rescue the instance: stop running it here once it surely has (a node
+                # cut off from its store would otherwise run it alongside the rescuer).
+                now = trio.current_time()
+                for unextended in list(self._running.values()):
+                    if unextended.lease_until <= now:
+                        log.warning(
+                            "lease of %s ran out unextended; cancelling its attempt",
+                            unextended.instance.uuid,
+                        )
+                        unextended.stop(StopReason.LEASE_LOST)
                 continue
+            lease_until = sent + self.lease
+            for token in reply.extended:
+                extended = self._running.get(token)
+                if extended is not None:
+                    extended.lease_until = lease_until
             for token in reply.lost:
                 attempt = self._running.get(token)
                 if attempt is not None:

@@ -63,12 +63,16 @@ class StopReason(enum.Enum):
 class Attempt:
     """A running attempt, as the manager sees it (to cancel it or extend its lease)."""
 
-    __slots__ = ("instance", "scope", "stop_reason", "token", "worker")
+    __slots__ = ("instance", "lease_until", "scope", "stop_reason", "token", "worker")
 
-    def __init__(self, instance: Instance, token: str, worker: str) -> None:
+    def __init__(
+        self, instance: Instance, token: str, worker: str, lease_until: float = math.inf
+    ) -> None:
         self.instance = instance
         self.token = token
         self.worker = worker
+        self.lease_until = lease_until
+        """Trio time by which the lease has surely run out unless extended again."""
         self.scope: trio.CancelScope | None = None
         self.stop_reason: StopReason | None = None
 
@@ -107,7 +111,7 @@ class WorkerPool:
         self._slots: dict[str, _Slot] = {}
         self._counter = 0
         self._retiring = 0
-        self._sentinels = 0
+        """Workers asked to retire that have not retired yet."""
         self._nursery: trio.Nursery | None = None
         self._changed = trio.Event()
         # Claimed attempts, or None: "one worker retires" (shrinking needs no cancel
@@ -136,41 +140,55 @@ class WorkerPool:
     async def resize(self, target: int, *, cancel_busy: bool = False) -> None:
         """Grow at once; shrink by retiring workers as they become free (or at once,
         releasing busy workers' attempts back to the queue, with ``cancel_busy``).
-        Returns when the pool has ``target`` workers."""
+        Returns when the pool has ``target`` workers, or the size asked by a later call."""
         if target < 1:
             raise ValueError("workers must be at least 1")
         self.target = target
-        while len(self._slots) < target:
-            self._spawn()
-        excess = len(self._slots) - target - self._retiring
-        if excess > 0:
+        # Workers left once the pending retirements have happened.
+        remaining = len(self._slots) - self._retiring
+        if target > remaining:
+            # Growing during a shrink first calls off pending retirements: counting only
+            # ``len(self._slots)`` let the retirees leave afterwards, below ``target``.
+            undo = min(self._retiring, target - remaining)
+            self._retiring -= undo
+            for _ in range(target - remaining - undo):
+                self._spawn()
+        elif target < remaining:
+            excess = remaining - target
             self._retiring += excess
+            # A busy worker retires when its attempt ends, before taking another: a
+            # sentinel would queue behind attempts claimed ahead, so they count. The
+            # sentinels only wake idle workers (a stale one is ignored).
             for _ in range(excess):
-                # Sentinels go to the front of the line: idle workers take them at once.
-                self._sentinels += 1
                 self.send.send_nowait(None)
             if cancel_busy:
-                busy = [slot for slot in self._slots.values() if slot.busy][:excess]
-                for slot in busy:
+                idle = sum(1 for slot in self._slots.values() if not slot.busy)
+                busy = [slot for slot in self._slots.values() if slot.busy]
+                for slot in busy[: max(0, excess - idle)]:
                     self._manager._release_worker_attempt(slot.id)
         self._manager._wake_dispatcher()
-        while len(self._slots) > target:
+        # Compare with the latest target: a later resize supersedes this one.
+        while len(self._slots) > self.target:
             await self._changed.wait()
+
+    def _should_retire(self) -> bool:
+        if self._retiring > 0:
+            self._retiring -= 1
+            return True
+        return False
 
     async def _work(self, slot: _Slot) -> None:
         receive = self._receive
         manager = self._manager
         try:
-            while True:
+            while not self._should_retire():
                 try:
                     # The fast path takes work without a scheduling point (~7 µs each).
                     attempt = receive.receive_nowait()
                 except trio.WouldBlock:
                     attempt = await receive.receive()
                 if attempt is None:
-                    self._retiring -= 1
-                    self._sentinels -= 1
-                    break
+                    continue  # a sentinel: retire if a retirement is still pending
                 slot.busy = True
                 try:
                     await manager._run_claimed(attempt, slot.id)
