@@ -30,6 +30,8 @@ from .clock import Clock, SystemClock
 from .codec import Limits, check_size, encode_call
 from .errors import (
     ArgumentError,
+    DuplicateJob,
+    GojobError,
     InstanceNotFound,
     InvalidSchedule,
     LeaseLost,
@@ -103,6 +105,7 @@ class Manager:
         poll_interval: float,
         limits: Limits,
         sync_threads: int,
+        prefetch: int = 0,
     ) -> None:
         self.store = store
         self.node_id = node_id
@@ -116,12 +119,20 @@ class Manager:
         self._running: dict[str, Attempt] = {}  # claim token -> attempt
         self._by_uuid: dict[str, Attempt] = {}
         self._in_flight = 0
+        """Claimed and not yet written (running, queued for a worker, or awaiting its ack)."""
+        self._busy = 0
+        """Claimed and not yet decided (running or queued for a worker): the claim budget."""
+        self._claiming = False
+        self._backlog = False
         self._closing = False
         self._dispatch_wake = trio.Event()
         self._idle = trio.Event()
         self._idle.set()
         self._leases_wanted = trio.Event()
         self._waiters: dict[str, trio.Event] = {}
+        self._finish_queue: list[tuple[Attempt, Outcome]] = []
+        self._finish_wake = trio.Event()
+        self.prefetch = prefetch
         self._log_buffer: LogBuffer | None = None
         self.scheduler = _scheduler.Scheduler(self)
         self._rng = random.Random()
@@ -134,6 +145,19 @@ class Manager:
         if job.schedule is not None:
             self.scheduler.declare_default(job)
         self._wake_dispatcher()
+        return job
+
+    def _adopt(self, job: Job) -> Job:
+        """A Job passed to schedule(): registered if new; another Job of a registered kind
+        is refused rather than silently replacing the registered one."""
+        found = self.registry.find(job.kind)
+        if found is None:
+            return self.register(job)
+        if found is not job:
+            raise DuplicateJob(
+                f"another job of kind {job.kind!r} is registered; schedule it by kind, "
+                "or register this one with replace=True"
+            )
         return job
 
     def unregister(self, kind: str) -> Job:
@@ -322,9 +346,7 @@ class Manager:
         """
         self._check_open()
         if isinstance(job, Job):
-            if job.kind not in self.registry or self.registry.find(job.kind) is not job:
-                self.register(job, replace=job.kind in self.registry)
-            job_def = job
+            job_def = self._adopt(job)
         else:
             job_def = self.registry.get(job)
         if cron is not None or every is not None:
@@ -407,9 +429,7 @@ class Manager:
     ) -> list[Instance]:
         """Enqueue one instance per argument tuple in ``calls``, in one store write."""
         self._check_open()
-        job_def = job if isinstance(job, Job) else self.registry.get(job)
-        if isinstance(job, Job) and job.kind not in self.registry:
-            self.register(job)
+        job_def = self._adopt(job) if isinstance(job, Job) else self.registry.get(job)
         now = self.clock.now()
         due = self._due(now, after, at)
         insts = [
@@ -642,64 +662,101 @@ class Manager:
     def _wake_dispatcher(self) -> None:
         self._dispatch_wake.set()
 
+    async def _claim(self) -> int:
+        """Claim as many due attempts as there are free slots and queue them for the
+        workers; returns how many. One claim at a time per node (the dispatcher, or a
+        worker that ran out of work while the store had a backlog)."""
+        kinds = self.registry.kinds()
+        free = self._pool.target + self.prefetch - self._busy
+        if self._claiming or self._closing or not kinds or free <= 0:
+            return 0
+        self._claiming = True
+        try:
+            lease_until = trio.current_time() + self.lease
+            batch = await self.store.claim(self.node_id, kinds, free, self.lease)
+        finally:
+            self._claiming = False
+        # A full batch suggests more is due: idle workers claim again themselves, without
+        # waiting for the dispatcher (a task switch per batch saved).
+        self._backlog = len(batch) == free
+        if batch:
+            self._in_flight += len(batch)
+            self._busy += len(batch)
+            self._idle = trio.Event()
+            running = self._running
+            by_uuid = self._by_uuid
+            send = self._pool.send
+            for inst in batch:
+                token = inst.claim_token
+                assert token is not None
+                attempt = Attempt(inst, token, "", lease_until)
+                running[token] = attempt
+                by_uuid[inst.uuid] = attempt
+                send.send_nowait(attempt)
+            self._leases_wanted.set()
+        return len(batch)
+
     async def _dispatch(self) -> None:
         """Claim due work in batches while workers are free; sleep until woken or due.
 
-        Up to ``2 x workers`` attempts are claimed ahead, so workers take their next
-        attempt from the channel without waiting for a claim round trip; the dispatcher
-        wakes again once fewer than ``workers`` remain.
+        It claims up to ``workers + prefetch`` attempts. With ``prefetch`` (default 0)
+        workers take their next attempt without waiting for a claim round trip, at the
+        price of priority: an attempt claimed ahead runs before better ones that arrive
+        after its claim.
         """
-        pool = self._pool
         backoff = 0.05
         while not self._closing:
             self._dispatch_wake = trio.Event()
-            kinds = self.registry.kinds()
-            free = 2 * pool.target - self._in_flight
             timeout = math.inf
-            if kinds and free > 0:
-                lease_until = trio.current_time() + self.lease
-                try:
-                    batch = await self.store.claim(self.node_id, kinds, free, self.lease)
-                    backoff = 0.05
-                except StoreError as exc:
-                    log.warning("claim failed (retrying in %.2fs): %s", backoff, exc)
-                    await trio.sleep(backoff)
-                    backoff = min(backoff * 2, self.poll_interval)
+            try:
+                claimed = await self._claim()
+                backoff = 0.05
+            except StoreError as exc:
+                log.warning("claim failed (retrying in %.2fs): %s", backoff, exc)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, self.poll_interval)
+                continue
+            if claimed:
+                if self._pool.target + self.prefetch - self._busy > 0:
                     continue
-                if batch:
-                    self._in_flight += len(batch)
-                    self._idle = trio.Event()
-                    running = self._running
-                    by_uuid = self._by_uuid
-                    for inst in batch:
-                        token = inst.claim_token
-                        assert token is not None
-                        attempt = Attempt(inst, token, "", lease_until)
-                        running[token] = attempt
-                        by_uuid[inst.uuid] = attempt
-                        pool.send.send_nowait(attempt)
-                    self._leases_wanted.set()
-                    if self._in_flight < 2 * pool.target:
-                        continue
-                    timeout = math.inf
-                else:
-                    due = await self.store.next_due(kinds)
-                    timeout = self.poll_interval
-                    if due is not None:
-                        wait = (due - self.clock.now()).total_seconds()
-                        # Due but not claimable (clock skew between node and store): no spin.
-                        timeout = min(max(wait, 0.01), timeout)
+            elif self._pool.target + self.prefetch - self._busy > 0 and self.registry.kinds():
+                due = await self.store.next_due(self.registry.kinds())
+                timeout = self.poll_interval
+                if due is not None:
+                    wait = (due - self.clock.now()).total_seconds()
+                    # Due but not claimable (clock skew between node and store): no spin.
+                    timeout = min(max(wait, 0.01), timeout)
             with trio.move_on_after(timeout):
                 await self._dispatch_wake.wait()
 
+    async def _claim_for_worker(self) -> bool:
+        """Called by a worker that found no work queued: claim directly while the store
+        has a backlog. Returns True if work was queued."""
+        if not self._backlog or self._claiming or self._closing:
+            return False
+        # One schedule point per batch: lets the finisher and the listener run.
+        await trio.lowlevel.checkpoint()
+        try:
+            return await self._claim() > 0
+        except StoreError as exc:
+            log.warning("claim failed: %s", exc)
+            self._backlog = False
+            self._dispatch_wake.set()
+            return False
+
     async def _run_claimed(self, attempt: Attempt, worker: str) -> None:
-        """Run one claimed attempt on ``worker`` and finish it (called by the pool)."""
+        """Run one claimed attempt on ``worker`` and finish it (called by the pool).
+
+        Attempts whose job has no processor to run after the write hand their outcome
+        to the finisher, which acknowledges many in one ``finish_many``; the worker
+        goes on to its next attempt at once.
+        """
         inst = attempt.instance
-        token = attempt.token
         attempt.worker = worker
         assert self._log_buffer is not None
         inst._sink = self._log_buffer.write
         inst.worker = worker
+        handed_over = False
         try:
             job = self.registry.find(inst.kind)
             outcome: Outcome | None
@@ -718,18 +775,69 @@ class Manager:
                 outcome = await execute(self, job, attempt)
             if outcome is None:
                 return  # lease lost: the attempt is fenced off, nothing to write
+            if job is None or (job.on_complete is None and job.on_state_change is None):
+                queue = self._finish_queue
+                queue.append((attempt, outcome))
+                if len(queue) == 1:
+                    self._finish_wake.set()
+                handed_over = True
+                return
             finished = await self._finish(attempt, outcome)
-            if finished is not None and job is not None:
+            if finished is not None:
                 await self._after_finish(job, inst, finished, outcome)
         finally:
-            del self._running[token]
-            self._by_uuid.pop(inst.uuid, None)
-            self._in_flight -= 1
             inst._sink = None
-            if self._in_flight == 0:
-                self._idle.set()
-            if self._in_flight <= self._pool.target:
+            self._busy -= 1
+            if not self._backlog:
                 self._dispatch_wake.set()
+            if not handed_over:
+                self._forget(attempt)
+
+    def _forget(self, attempt: Attempt) -> None:
+        """The attempt is written (or abandoned): free its slot in the claim budget."""
+        del self._running[attempt.token]
+        self._by_uuid.pop(attempt.instance.uuid, None)
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
+
+    async def _finisher(self) -> None:
+        """Acknowledge handed-over outcomes in batches: one store write per batch."""
+        while True:
+            if not self._finish_queue:
+                self._finish_wake = trio.Event()
+                await self._finish_wake.wait()
+            batch, self._finish_queue = self._finish_queue, []
+            await self._finish_batch(batch)
+
+    async def _finish_batch(self, batch: list[tuple[Attempt, Outcome]]) -> None:
+        items = [(attempt.token, outcome) for attempt, outcome in batch]
+        results: list[Instance | LeaseLost] = []
+        try:
+            try:
+                results = await self.store.finish_many(items)
+            except trio.Cancelled:
+                # The write must land even while this task is being cancelled: repeat it
+                # shielded and bounded (finishes already written are idempotent).
+                with trio.CancelScope(shield=True) as scope:
+                    scope.deadline = trio.current_time() + max(self.lease, 5.0)
+                    await self.store.finish_many(items)
+                raise
+        except StoreError as exc:
+            log.error(
+                "could not finish %d attempts: %s (the reaper will rescue them)", len(items), exc
+            )
+        except GojobError as exc:
+            # Outcomes are built here, so this is a bug; it must not stop the node.
+            log.error("finishing %d attempts was refused: %r", len(items), exc)
+        finally:
+            for attempt, _ in batch:
+                self._forget(attempt)
+        for (attempt, _), result in zip(batch, results, strict=False):
+            if isinstance(result, LeaseLost):
+                log.warning(
+                    "lease of %s lost before finishing; attempt discarded", attempt.instance.uuid
+                )
 
     async def _finish(self, attempt: Attempt, outcome: Outcome) -> Instance | None:
         try:
@@ -925,6 +1033,7 @@ async def open_manager(
     sync_threads: int | None = None,
     limits: Limits | None = None,
     capture_logging: bool = True,
+    prefetch: int = 0,
 ) -> AsyncIterator[Manager]:
     """Open a manager on ``store`` (default: a new in-memory store) with ``workers`` workers.
 
@@ -940,6 +1049,8 @@ async def open_manager(
     """
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if not isinstance(prefetch, int) or prefetch < 0:
+        raise ValueError(f"prefetch must be a non-negative integer, got {prefetch!r}")
     if lease <= 0 or poll_interval <= 0 or drain_grace < 0:
         raise ValueError("lease and poll_interval must be positive, drain_grace >= 0")
     clock = clock or SystemClock()
@@ -954,9 +1065,11 @@ async def open_manager(
             poll_interval=poll_interval,
             limits=limits or Limits(),
             sync_threads=sync_threads or workers,
+            prefetch=prefetch,
         )
         if capture_logging:
             install_capture()
+        body_error: BaseException | None = None
         try:
             async with trio.open_nursery() as nursery:
                 manager._log_buffer = LogBuffer(backend, clock, manager.limits.max_log_bytes)
@@ -966,17 +1079,22 @@ async def open_manager(
                 nursery.start_soon(manager._keep_leases)
                 nursery.start_soon(manager._reap, reap_interval or lease)
                 nursery.start_soon(manager.scheduler.run)
+                nursery.start_soon(manager._finisher)
                 nursery.start_soon(manager._dispatch)
                 grace = drain_grace
                 try:
                     yield manager
-                except BaseException:
+                except BaseException as exc:
+                    # Raised by the caller's block: re-raised below, outside the nursery,
+                    # so the caller gets it as raised, not wrapped in an ExceptionGroup.
+                    body_error = exc
                     grace = 0.0
-                    raise
                 finally:
                     with trio.CancelScope(shield=True):
                         await manager._drain(grace)
                     nursery.cancel_scope.cancel()
+            if body_error is not None:
+                raise body_error
         finally:
             if capture_logging:
                 uninstall_capture()

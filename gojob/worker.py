@@ -186,6 +186,8 @@ class WorkerPool:
                     # The fast path takes work without a scheduling point (~7 µs each).
                     attempt = receive.receive_nowait()
                 except trio.WouldBlock:
+                    if await manager._claim_for_worker():
+                        continue
                     attempt = await receive.receive()
                 if attempt is None:
                     continue  # a sentinel: retire if a retirement is still pending

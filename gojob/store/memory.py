@@ -76,9 +76,11 @@ class _KindQueue:
 
     def __init__(self) -> None:
         # (due, seq, uuid): not yet due.
-        self.delayed: list[tuple[datetime, int, str]] = []
+        # Due times are POSIX timestamps: heap comparisons of floats are several times
+        # cheaper than of aware datetimes, and a heap pop makes ~log2(n) of them.
+        self.delayed: list[tuple[float, int, str]] = []
         # (priority, due, seq, uuid): due, best first.
-        self.ready: list[tuple[int, datetime, int, str]] = []
+        self.ready: list[tuple[int, float, int, str]] = []
 
 
 class MemoryStore(Store):
@@ -162,9 +164,9 @@ class MemoryStore(Store):
         due = inst.scheduled_at or now
         queue = self._queues[inst.kind]
         if due <= now:
-            heapq.heappush(queue.ready, (inst.policy.priority, due, seq, inst.uuid))
+            heapq.heappush(queue.ready, (inst.policy.priority, due.timestamp(), seq, inst.uuid))
         else:
-            heapq.heappush(queue.delayed, (due, seq, inst.uuid))
+            heapq.heappush(queue.delayed, (due.timestamp(), seq, inst.uuid))
 
     def _insert(self, inst: Instance, now: datetime, events: list[Event]) -> Instance:
         key = inst.dedupe_key
@@ -203,7 +205,8 @@ class MemoryStore(Store):
 
     def _promote(self, queue: _KindQueue, now: datetime) -> None:
         delayed = queue.delayed
-        while delayed and delayed[0][0] <= now:
+        now_ts = now.timestamp()
+        while delayed and delayed[0][0] <= now_ts:
             due, seq, uuid = heapq.heappop(delayed)
             if self._queued.get(uuid) == seq:
                 inst = self._instances[uuid]
@@ -267,19 +270,19 @@ class MemoryStore(Store):
 
     async def next_due(self, kinds: Collection[str] | None) -> datetime | None:
         await _cancel_point()
-        best: datetime | None = None
+        best: tuple[float, str] | None = None
         names = list(self._queues) if kinds is None else [k for k in kinds if k in self._queues]
         for name in names:
             queue = self._queues[name]
             # The ready heap is ordered by priority first: scan it for the earliest due.
             for _, due, seq, uuid in queue.ready:
-                if (best is None or due < best) and self._queued.get(uuid) == seq:
-                    best = due
+                if (best is None or due < best[0]) and self._queued.get(uuid) == seq:
+                    best = (due, uuid)
             while queue.delayed and self._queued.get(queue.delayed[0][2]) != queue.delayed[0][1]:
                 heapq.heappop(queue.delayed)
-            if queue.delayed and (best is None or queue.delayed[0][0] < best):
-                best = queue.delayed[0][0]
-        return best
+            if queue.delayed and (best is None or queue.delayed[0][0] < best[0]):
+                best = (queue.delayed[0][0], queue.delayed[0][2])
+        return None if best is None else self._instances[best[1]].scheduled_at
 
     async def extend_leases(
         self, node_id: str, tokens: Collection[str], lease: float

@@ -254,11 +254,6 @@ async def test_priority_then_due_time_order(
     assert order == ["p1", "p5-early", "p5-late", "p9"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the dispatcher claims up to 2x workers ahead: an instance arriving while every "
-    "worker is busy is claimed at once and runs before better ones that arrive after it",
-)
 async def test_priority_order_for_work_arriving_while_workers_are_busy(
     store: gojob.MemoryStore, clock: gojob.Clock, autojump_clock: MockClock
 ) -> None:
