@@ -42,9 +42,12 @@ __all__ = [
     "StopReason",
     "WorkerPool",
     "WorkerStatistics",
+    "after_failure",
     "call_executor",
     "execute",
+    "run_in_scope",
     "run_processor",
+    "stopped_outcome",
 ]
 
 log = logging.getLogger("gojob.worker")
@@ -177,6 +180,14 @@ class WorkerPool:
             return True
         return False
 
+    def take_nowait(self) -> Attempt | None:
+        """The next queued attempt if one is waiting, else None (sentinels included:
+        the worker loop then checks whether it must retire)."""
+        try:
+            return self._receive.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return None
+
     async def _work(self, slot: _Slot) -> None:
         receive = self._receive
         manager = self._manager
@@ -193,7 +204,7 @@ class WorkerPool:
                     continue  # a sentinel: retire if a retirement is still pending
                 slot.busy = True
                 try:
-                    await manager._run_claimed(attempt, slot.id)
+                    await manager._run_lane(attempt, slot.id)
                 finally:
                     slot.busy = False
         except (trio.EndOfChannel, trio.ClosedResourceError):
@@ -268,61 +279,89 @@ def error_outcome(
     )
 
 
-async def execute(manager: Manager, job: Job, attempt: Attempt) -> Outcome | None:
-    """Run one attempt to its outcome (None when the lease was lost: write nothing)."""
+async def run_in_scope(
+    manager: Manager, job: Job, attempt: Attempt, scope: trio.CancelScope, deadline: float
+) -> tuple[Outcome | None, BaseException | None]:
+    """Call the executor inside ``scope`` (whose cancellation stops this attempt).
+
+    Returns the outcome and the failure behind it, or ``(None, None)`` when the attempt
+    was stopped (cancel, lease loss, release or timeout) but the executor swallowed the
+    cancellation and returned. ``trio.Cancelled`` propagates to ``scope``.
+    """
     inst = attempt.instance
     worker = attempt.worker
-    timeout = inst.policy.timeout
-    outcome: Outcome | None = None
-    error: BaseException | None = None
     ctx_token = current_instance.set(inst)
-    deadline = trio.current_time() + timeout if timeout is not None else math.inf
-    # One cancel scope per attempt carries both the timeout (its deadline) and outside
-    # stops (cancel, lease loss, release: ``attempt.stop_reason`` says which).
+    attempt.scope = scope
     try:
-        with trio.CancelScope(deadline=deadline) as scope:
-            attempt.scope = scope
-            if attempt.stop_reason is not None:
-                scope.cancel()
-            try:
-                result = await call_executor(job, inst, manager._sync_limiter)
-                # An executor that swallowed its cancellation still loses the attempt.
-                if attempt.stop_reason is None and trio.current_time() < deadline:
-                    encoded = encode_result(result)
-                    if encoded is not None and not isinstance(encoded, bool | int | float):
-                        check_size(encoded, manager.limits.max_result_bytes, "result")
-                    outcome = Outcome(State.COMPLETED, result=encoded, worker=worker)
-            except Retry as signal:
-                now = manager.clock.now()
-                due = signal.at or now + timedelta(seconds=signal.after or 0.0)
-                outcome = Outcome(
-                    State.SCHEDULED,
-                    retry_at=due,
-                    reason="retry-requested",
-                    worker=worker,
-                    error_message=signal.reason or None,
-                )
-            except Exception as exc:
-                error = exc
-                outcome = error_outcome(State.TERMINATED, exc, _describe(exc), worker, None)
+        if attempt.stop_reason is not None:
+            scope.cancel()
+        result = await call_executor(job, inst, manager._sync_limiter)
+        if attempt.stop_reason is not None or trio.current_time() >= deadline:
+            return None, None
+        encoded = encode_result(result)
+        if encoded is not None and not isinstance(encoded, bool | int | float):
+            check_size(encoded, manager.limits.max_result_bytes, "result")
+        return Outcome(State.COMPLETED, result=encoded, worker=worker), None
+    except Retry as signal:
+        now = manager.clock.now()
+        due = signal.at or now + timedelta(seconds=signal.after or 0.0)
+        outcome = Outcome(
+            State.SCHEDULED,
+            retry_at=due,
+            reason="retry-requested",
+            worker=worker,
+            error_message=signal.reason or None,
+        )
+        return outcome, None
+    except Exception as exc:
+        return error_outcome(State.TERMINATED, exc, _describe(exc), worker, None), exc
     finally:
         current_instance.reset(ctx_token)
         attempt.scope = None
+
+
+def stopped_outcome(attempt: Attempt) -> Outcome | None:
+    """The outcome of an attempt whose scope was cancelled (None: lease lost, write nothing)."""
+    worker = attempt.worker
+    reason = attempt.stop_reason
+    if reason is None:
+        timeout = attempt.instance.policy.timeout
+        return error_outcome(
+            State.TIMEDOUT, None, f"attempt timed out after {timeout}s", worker, "timeout"
+        )
+    if reason is StopReason.LEASE_LOST:
+        return None
+    if reason is StopReason.RELEASED:
+        return Outcome(State.SCHEDULED, reason="released", worker=worker)
+    return Outcome(State.CANCELED, reason="canceled", worker=worker)
+
+
+def group_failure(exc: Exception, worker: str) -> Outcome:
+    """A failure that escaped the attempt's scope: an ExceptionGroup from the executor's
+    own nurseries, left once the scope took its Cancelled out."""
+    return error_outcome(State.TERMINATED, exc, _describe(exc), worker, None)
+
+
+async def execute(manager: Manager, job: Job, attempt: Attempt) -> Outcome | None:
+    """Run one attempt in a cancel scope of its own, to its outcome (None when the lease
+    was lost: write nothing). The scope carries both the timeout (its deadline) and
+    outside stops (``attempt.stop_reason`` says which)."""
+    timeout = attempt.instance.policy.timeout
+    deadline = trio.current_time() + timeout if timeout is not None else math.inf
+    outcome: Outcome | None = None
+    error: BaseException | None = None
+    try:
+        with trio.CancelScope(deadline=deadline) as scope:
+            outcome, error = await run_in_scope(manager, job, attempt, scope, deadline)
+    except Exception as exc:
+        outcome, error = group_failure(exc, attempt.worker), exc
     if outcome is None or scope.cancelled_caught:
-        reason = attempt.stop_reason
-        if reason is None:
-            outcome = error_outcome(
-                State.TIMEDOUT, None, f"attempt timed out after {timeout}s", worker, "timeout"
-            )
-        elif reason is StopReason.LEASE_LOST:
+        outcome = stopped_outcome(attempt)
+        if outcome is None:
             return None
-        elif reason is StopReason.RELEASED:
-            return Outcome(State.SCHEDULED, reason="released", worker=worker)
-        else:
-            return Outcome(State.CANCELED, reason="canceled", worker=worker)
-    assert outcome is not None
+        error = None
     if outcome.state in FAILED:
-        outcome = await _after_failure(manager, job, inst, outcome, error)
+        outcome = await after_failure(manager, job, attempt.instance, outcome, error)
     return outcome
 
 
@@ -331,7 +370,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-async def _after_failure(
+async def after_failure(
     manager: Manager, job: Job, inst: Instance, outcome: Outcome, error: BaseException | None
 ) -> Outcome:
     """Let ``on_terminate`` rewrite the failure, then decide whether to retry."""
