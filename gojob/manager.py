@@ -918,16 +918,16 @@ class Manager:
 
     async def _finish_batch(self, batch: list[tuple[Attempt, Outcome]]) -> None:
         items = [(attempt.token, outcome) for attempt, outcome in batch]
-        results: list[Instance | LeaseLost] = []
+        results: list[Instance | LeaseLost | None] = []
         try:
             try:
-                results = await self.store.finish_many(items)
+                results = await self.store.finish_many(items, returning=False)
             except trio.Cancelled:
                 # The write must land even while this task is being cancelled: repeat it
                 # shielded and bounded (finishes already written are idempotent).
                 with trio.CancelScope(shield=True) as scope:
                     scope.deadline = trio.current_time() + max(self.lease, 5.0)
-                    await self.store.finish_many(items)
+                    await self.store.finish_many(items, returning=False)
                 raise
         except StoreError as exc:
             log.error(

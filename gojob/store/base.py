@@ -400,10 +400,13 @@ class Store(abc.ABC):
         (result,) = await self.finish_many([(token, outcome)])
         if isinstance(result, LeaseLost):
             raise result
+        assert result is not None
         return result
 
     @abc.abstractmethod
-    async def finish_many(self, items: Sequence[tuple[str, Outcome]]) -> list[Instance | LeaseLost]:
+    async def finish_many(
+        self, items: Sequence[tuple[str, Outcome]], *, returning: bool = True
+    ) -> list[Instance | LeaseLost | None]:
         """Finish several attempts in one write (batch acknowledgement).
 
         Each ``(token, outcome)`` is judged and applied exactly as :meth:`finish`
@@ -411,7 +414,8 @@ class Store(abc.ABC):
         instance after the write, or a :class:`~gojob.errors.LeaseLost` (not raised)
         for a refused token, which changes nothing and does not affect the others. If
         any outcome is one the transition table forbids, InvalidTransition is raised
-        before anything is written.
+        before anything is written. With ``returning=False`` a successful item comes
+        back as ``None`` (the store need not read or copy the instance back).
         """
 
     @abc.abstractmethod

@@ -319,20 +319,24 @@ class MemoryStore(Store):
             return None
         return inst
 
-    async def finish_many(self, items: Sequence[tuple[str, Outcome]]) -> list[Instance | LeaseLost]:
+    async def finish_many(
+        self, items: Sequence[tuple[str, Outcome]], *, returning: bool = True
+    ) -> list[Instance | LeaseLost | None]:
         await _cancel_point()
         # Validate every outcome before writing anything: a bad one changes nothing.
         for _, outcome in items:
             _check_outcome(outcome)
         now = self.clock.now()
         events: list[Event] = []
-        results = [self._finish_one(token, outcome, now, events) for token, outcome in items]
+        results = [
+            self._finish_one(token, outcome, now, events, returning) for token, outcome in items
+        ]
         self._emit(events)
         return results
 
     def _finish_one(
-        self, token: str, outcome: Outcome, now: datetime, events: list[Event]
-    ) -> Instance | LeaseLost:
+        self, token: str, outcome: Outcome, now: datetime, events: list[Event], returning: bool
+    ) -> Instance | LeaseLost | None:
         inst = self._held(token, now)
         if inst is None:
             done = self._instances.get(token.partition("/")[0])
@@ -369,7 +373,7 @@ class MemoryStore(Store):
             else:
                 self._enqueue(inst, now)
                 events.append(self._due_event(due, inst.kind))
-        return _detach(inst)
+        return _detach(inst) if returning else None
 
     async def request_cancel(self, query: InstanceQuery) -> list[Instance]:
         await trio.lowlevel.checkpoint()
