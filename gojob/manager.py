@@ -696,14 +696,14 @@ class Manager:
             self._idle = trio.Event()
             running = self._running
             by_uuid = self._by_uuid
-            send = self._pool.send
+            put = self._pool.queue.put_nowait
             for inst in batch:
                 token = inst.claim_token
                 assert token is not None
                 attempt = Attempt(inst, token, "", lease_until)
                 running[token] = attempt
                 by_uuid[inst.uuid] = attempt
-                send.send_nowait(attempt)
+                put(attempt)
             self._leases_wanted.set()
         return len(batch)
 

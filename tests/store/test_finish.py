@@ -470,11 +470,11 @@ async def test_finish_many_applies_each_item_and_reports_refusals_in_place(store
         )
         assert len(results) == 3
         first, lost, third = results
-        assert not isinstance(first, LeaseLost)
+        assert isinstance(first, Instance)
         assert first.state is State.COMPLETED
         assert first.result == [1, 2]
         assert isinstance(lost, LeaseLost)
-        assert not isinstance(third, LeaseLost)
+        assert isinstance(third, Instance)
         assert third.state is State.SCHEDULED
         assert third.failures == 1
         assert await history_states(store, retried.uuid) == [
