@@ -152,7 +152,18 @@ class Instance:
 
     @property
     def finished_at(self) -> datetime | None:
-        return self.completed_at or self.terminated_at or self.canceled_at or self.timed_out_at
+        """When it reached its final state (None while it is not final).
+
+        The latest end time: an instance that failed, was retried and then ended keeps
+        the times of its earlier failures too."""
+        if self.state not in FINAL:
+            return None
+        ends = [
+            t
+            for t in (self.completed_at, self.terminated_at, self.canceled_at, self.timed_out_at)
+            if t is not None
+        ]
+        return max(ends) if ends else self.updated_at
 
     def snapshot(self) -> Instance:
         """A detached copy (cheap: a dict copy; args/kwargs/result are shared JSON)."""
