@@ -95,7 +95,13 @@ def _open_store(store: Store | str | None, clock: Clock) -> Store:
         return MemoryStore(clock=clock)
     if isinstance(store, Store):
         return store
-    raise ValueError(f"unsupported store {store!r}: pass a Store object or 'memory://'")
+    if isinstance(store, str) and store.startswith("sqlite"):
+        from .store.sql import SqliteStore
+
+        return SqliteStore(store, clock=clock)
+    raise ValueError(
+        f"unsupported store {store!r}: pass a Store object, 'memory://' or 'sqlite:///path.db'"
+    )
 
 
 class Manager:

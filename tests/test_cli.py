@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 
 def run_gojob(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -50,3 +51,24 @@ def test_version() -> None:
     proc = run_gojob("--version")
     assert proc.returncode == 0
     assert proc.stdout.startswith("gojob ")
+
+
+def test_db_upgrade_then_check_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    before = run_gojob("db", "check", "--url", url)
+    assert before.returncode != 0
+    upgraded = run_gojob("db", "upgrade", "--url", url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    after = run_gojob("db", "check", "--url", url)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "at head" in after.stdout
+    current = run_gojob("db", "current", "--url", url)
+    assert current.returncode == 0
+    assert current.stdout.strip() not in ("", "(empty)")
+
+
+def test_db_with_a_bad_url_fails_with_a_message() -> None:
+    proc = run_gojob("db", "upgrade", "--url", "nosuchdb://x")
+    assert proc.returncode != 0
+    assert proc.stderr.strip()
+    assert "Traceback" not in proc.stderr

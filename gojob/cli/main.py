@@ -29,11 +29,22 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     demo.add_argument("--workers", type=int, default=4, help="worker count (default 4)")
+    sub.add_parser(
+        "db",
+        help="create or migrate the SQL schema (upgrade, downgrade, current, check)",
+        add_help=False,
+    )
     demo.add_argument("--quiet", action="store_true", help="no live progress lines")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["db"]:
+        # Alembic is imported only for this command.
+        from ..store.sql import migrate
+
+        return migrate.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "demo":

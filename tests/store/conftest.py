@@ -25,6 +25,7 @@ turn green by skipping it. Entering a factory is bounded by :data:`OPEN_TIMEOUT`
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import AsyncIterator, Callable, Generator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
@@ -34,6 +35,7 @@ import trio
 from gojob.errors import StoreUnavailable
 from gojob.store.base import Store
 from gojob.store.memory import MemoryStore
+from gojob.store.sql import SqliteStore
 
 StoreFactory = Callable[[], AbstractAsyncContextManager[Store]]
 
@@ -49,8 +51,17 @@ async def memory_store() -> AsyncIterator[Store]:
         yield store
 
 
+@asynccontextmanager
+async def sqlite_store() -> AsyncIterator[Store]:
+    """A fresh SQLite file in a temporary directory, migrated when opened."""
+    with tempfile.TemporaryDirectory(prefix="gojob-sqlite-") as tmp:
+        async with SqliteStore(os.path.join(tmp, "store.db"), auto_migrate=True) as store:
+            yield store
+
+
 STORE_FACTORIES: dict[str, StoreFactory] = {
     "memory": memory_store,
+    "sqlite": sqlite_store,
 }
 """Backend name -> factory of an opened, empty store (see the module docstring)."""
 

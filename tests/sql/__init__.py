@@ -1,0 +1,2 @@
+"""Tests of the SQL stores beyond the conformance suite: migrations, SQLite specifics,
+several processes on one database file."""
