@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-import uuid as uuid_module
+import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,8 +18,18 @@ __all__ = ["HistoryRecord", "Instance", "LogLevel", "LogRecord", "new_uuid"]
 
 
 def new_uuid() -> str:
-    """A fresh random instance id (UUID4 text)."""
-    return str(uuid_module.uuid4())
+    """A fresh instance id: a UUIDv7 (RFC 9562) as text.
+
+    Version 7 starts with the Unix time in milliseconds, so ids sort roughly by creation
+    and database indexes on them stay append-mostly; the other 74 bits are random.
+    Built by hand: ``str(uuid.uuid4())`` alone costs more than twice as much, and this
+    runs once per scheduled instance.
+    """
+    raw = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
+    raw[6] = (raw[6] & 0x0F) | 0x70  # version 7
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class LogLevel(enum.IntEnum):
@@ -138,6 +149,32 @@ class Instance:
     timed_out_at: datetime | None = None
     updated_at: datetime | None = None
     _sink: LogSink | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def new(
+        cls,
+        kind: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        policy: Policy,
+        created_at: datetime,
+        scheduled_at: datetime,
+        dedupe_key: str | None = None,
+    ) -> Instance:
+        """A new CREATED instance with a fresh uuid (the fast path of scheduling: the
+        generated ``__init__`` of 35 fields costs several microseconds)."""
+        inst = object.__new__(cls)
+        data = inst.__dict__
+        data.update(_NEW_TEMPLATE)
+        data["uuid"] = new_uuid()
+        data["kind"] = kind
+        data["args"] = args
+        data["kwargs"] = kwargs
+        data["policy"] = policy
+        data["created_at"] = created_at
+        data["scheduled_at"] = scheduled_at
+        data["dedupe_key"] = dedupe_key
+        return inst
 
     # -- identity ------------------------------------------------------------------
     def __eq__(self, other: object) -> bool:
@@ -272,3 +309,7 @@ class Instance:
             timed_out_at=ts("timed_out_at"),
             updated_at=ts("updated_at"),
         )
+
+
+# Field values of a fresh instance (kind, uuid and the rest are set by Instance.new).
+_NEW_TEMPLATE: dict[str, Any] = dict(Instance(uuid="", kind="").__dict__)

@@ -39,7 +39,7 @@ from .errors import (
     ScheduleNotFound,
     StoreError,
 )
-from .instance import HistoryRecord, Instance, LogLevel, LogRecord, new_uuid
+from .instance import HistoryRecord, Instance, LogLevel, LogRecord
 from .job import Job, Registry
 from .policy import Backoff, seconds
 from .schedule import Every, Misfire, Overlap, Trigger, cron_or_every, parse_interval
@@ -229,16 +229,7 @@ class Manager:
                 )
             except ValueError as exc:
                 raise ArgumentError(str(exc)) from exc
-        return Instance(
-            uuid=new_uuid(),
-            kind=job.kind,
-            args=enc_args,
-            kwargs=enc_kwargs,
-            policy=policy,
-            created_at=now,
-            scheduled_at=due,
-            dedupe_key=dedupe_key,
-        )
+        return Instance.new(job.kind, enc_args, enc_kwargs, policy, now, due, dedupe_key)
 
     def _due(self, now: datetime, after: float | timedelta | None, at: datetime | None) -> datetime:
         if after is not None and at is not None:
