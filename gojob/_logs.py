@@ -15,10 +15,13 @@ from datetime import datetime
 import trio
 
 from .clock import Clock
+from .errors import StoreError
 from .instance import Instance, LogLevel, LogRecord
 from .store.base import Store
 
 __all__ = ["LogBuffer", "current_instance", "install_capture", "uninstall_capture"]
+
+log = logging.getLogger("gojob.logs")
 
 current_instance: contextvars.ContextVar[Instance | None] = contextvars.ContextVar(
     "gojob_current_instance", default=None
@@ -86,16 +89,30 @@ class LogBuffer:
                     record.timestamp = now
                 self._unstamped.clear()
             if batch:
-                await self._store.append_logs(batch)
+                try:
+                    await self._store.append_logs(batch)
+                except BaseException:
+                    # Not written: put the batch back in front, in order.
+                    with self._lock:
+                        self._pending[:0] = batch
+                    raise
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Flush whenever records arrive, until cancelled (then flush what is left)."""
         task_status.started()
+        backoff = 0.05
         try:
             while True:
                 await self._wakeup.wait()
                 self._wakeup = trio.Event()
-                await self.flush()
+                try:
+                    await self.flush()
+                    backoff = 0.05
+                except StoreError as exc:
+                    log.warning("writing logs failed (retrying in %.2fs): %s", backoff, exc)
+                    self._wakeup.set()
+                    await trio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 await self.flush()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .codec import check_size, encode_call
-from .errors import ArgumentError, StoreError
+from .errors import ArgumentError, GojobError, StoreError
 from .instance import Instance, new_uuid
 from .job import Job
 from .policy import Backoff, seconds
@@ -91,6 +91,9 @@ class Scheduler:
             raise ArgumentError("misfire_grace and jitter must not be negative")
         now = manager.clock.now()
         if isinstance(trigger, Every):
+            if trigger.anchor is None:
+                # A job's default interval has no start of its own: it starts now.
+                trigger = trigger.with_anchor(now)
             anchor = trigger.anchor or now
             first = anchor if anchor > now - timedelta(seconds=misfire_grace) else None
             cursor = first or trigger.next_fire(now)
@@ -122,17 +125,21 @@ class Scheduler:
             timeout = manager.poll_interval
             try:
                 while self._pending_defaults:
-                    job = self._pending_defaults.pop(0)
-                    if job.schedule is not None:
-                        await self.declare(job, job.schedule, (), None)
+                    job = self._pending_defaults[0]
+                    try:
+                        if job.schedule is not None:
+                            await self.declare(job, job.schedule, (), None)
+                    except StoreError:
+                        raise  # keep it pending: declared on the next pass
+                    except GojobError as exc:
+                        log.error("default schedule of %r could not be declared: %s", job.kind, exc)
+                    self._pending_defaults.pop(0)
                 soonest = await self._fire_due()
                 if soonest is not None:
                     wait = (soonest - manager.clock.now()).total_seconds()
                     timeout = min(timeout, max(wait, 0.0))
             except StoreError as exc:
                 log.warning("scheduler pass failed: %s", exc)
-            except ArgumentError as exc:
-                log.error("a default schedule could not be declared: %s", exc)
             with trio.move_on_after(timeout if math.isfinite(timeout) else manager.poll_interval):
                 await self._wakeup.wait()
 
@@ -149,7 +156,14 @@ class Scheduler:
                     record.next_fire_at if soonest is None else min(soonest, record.next_fire_at)
                 )
                 continue
-            cursor = await self._fire(record, now)
+            try:
+                cursor = await self._fire(record, now)
+            except StoreError:
+                raise
+            except GojobError as exc:
+                # One bad record must not stop every other schedule.
+                log.error("schedule %s could not fire: %s", record.id, exc)
+                continue
             if cursor is not None:
                 soonest = cursor if soonest is None else min(soonest, cursor)
         return soonest

@@ -146,7 +146,11 @@ class Manager:
         self._idle = trio.Event()
         self._idle.set()
         self._leases_wanted = trio.Event()
-        self._waiters: dict[str, trio.Event] = {}
+        self._waiters: dict[str, list[trio.Event]] = {}
+        """uuid -> one Event per waiting wait() call, set on a relevant state change."""
+        self._closed = False
+        self._claim_done = trio.Event()
+        self._claim_done.set()
         self._finish_queue: list[tuple[Attempt, Outcome]] = []
         self._finish_wake = trio.Event()
         self.prefetch = prefetch
@@ -400,6 +404,8 @@ class Manager:
             dedupe_key=dedupe_key,
         )
         (added,) = await self.store.add([inst])
+        # A schedule point too: a producer looping on schedule() must let work run.
+        await trio.lowlevel.cancel_shielded_checkpoint()
         return added
 
     def _trigger(
@@ -456,25 +462,36 @@ class Manager:
             )
             for call in calls
         ]
-        return await self.store.add(insts) if insts else []
+        added = await self.store.add(insts) if insts else []
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return added
 
     # -- waiting and querying -----------------------------------------------------------------
     async def wait(self, instance: Instance | str, *, timeout: float | None = None) -> Instance:
         """Wait until the instance is final (Completed, Canceled, or failed with no retry
-        left) and return it. Raises InstanceNotFound, or ``trio.TooSlowError`` after
-        ``timeout`` seconds."""
+        left) and return it. Raises InstanceNotFound, ManagerClosed if the manager closes
+        first, or ``trio.TooSlowError`` after ``timeout`` seconds."""
         uuid = instance if isinstance(instance, str) else instance.uuid
         with trio.fail_after(math.inf if timeout is None else timeout):
             while True:
-                event = self._waiters.get(uuid)
-                if event is None:
-                    event = self._waiters[uuid] = trio.Event()
-                current = await self.store.get(uuid)
-                if current is None:
-                    raise InstanceNotFound(f"no instance with uuid {uuid}")
-                if current.state in FINAL:
-                    return current
-                await event.wait()
+                if self._closed:
+                    raise ManagerClosed("the manager is closed: nothing can finish any more")
+                # Registered before reading, so a change between the read and the wait
+                # still wakes this call.
+                event = trio.Event()
+                waiters = self._waiters.setdefault(uuid, [])
+                waiters.append(event)
+                try:
+                    current = await self.store.get(uuid)
+                    if current is None:
+                        raise InstanceNotFound(f"no instance with uuid {uuid}")
+                    if current.state in FINAL:
+                        return current
+                    await event.wait()
+                finally:
+                    waiters.remove(event)
+                    if not waiters and self._waiters.get(uuid) is waiters:
+                        del self._waiters[uuid]
 
     async def get(self, uuid: str) -> Instance:
         found = await self.store.get(uuid)
@@ -679,18 +696,21 @@ class Manager:
         if self._claiming or self._closing or not kinds or free <= 0:
             return 0
         self._claiming = True
+        self._claim_done = trio.Event()
         try:
             lease_until = trio.current_time() + self.lease
             batch = await self.store.claim(self.node_id, kinds, free, self.lease)
         finally:
             self._claiming = False
+            self._claim_done.set()
         # A full batch suggests more is due: idle workers claim again themselves, without
         # waiting for the dispatcher (a task switch per batch saved).
         self._backlog = len(batch) == free
         if batch:
             self._in_flight += len(batch)
             self._busy += len(batch)
-            self._idle = trio.Event()
+            if self._idle.is_set():
+                self._idle = trio.Event()
             running = self._running
             by_uuid = self._by_uuid
             put = self._pool.queue.put_nowait
@@ -727,13 +747,21 @@ class Manager:
             if claimed:
                 if self._pool.target + self.prefetch - self._busy > 0:
                     continue
-            elif self._pool.target + self.prefetch - self._busy > 0 and self.registry.kinds():
-                due = await self.store.next_due(self.registry.kinds())
+                # Full: workers wake it as they free up; the poll bounds a missed wake-up.
                 timeout = self.poll_interval
+            elif self._pool.target + self.prefetch - self._busy > 0 and self.registry.kinds():
+                timeout = self.poll_interval
+                try:
+                    due = await self.store.next_due(self.registry.kinds())
+                except StoreError as exc:
+                    log.warning("next_due failed: %s", exc)
+                    due = None
                 if due is not None:
                     wait = (due - self.clock.now()).total_seconds()
                     # Due but not claimable (clock skew between node and store): no spin.
                     timeout = min(max(wait, 0.01), timeout)
+            else:
+                timeout = self.poll_interval
             with trio.move_on_after(timeout):
                 await self._dispatch_wake.wait()
 
@@ -745,7 +773,11 @@ class Manager:
         # One schedule point per batch: lets the finisher and the listener run.
         await trio.lowlevel.checkpoint()
         try:
-            return await self._claim() > 0
+            if await self._claim() > 0:
+                return True
+            # Nothing more: the dispatcher goes back to sleeping until the next due time.
+            self._dispatch_wake.set()
+            return False
         except StoreError as exc:
             log.warning("claim failed: %s", exc)
             self._backlog = False
@@ -899,21 +931,36 @@ class Manager:
     def _forget(self, attempt: Attempt) -> None:
         """The attempt is written (or abandoned): free its slot in the claim budget."""
         del self._running[attempt.token]
-        self._by_uuid.pop(attempt.instance.uuid, None)
+        uuid = attempt.instance.uuid
+        if self._by_uuid.get(uuid) is attempt:
+            # A retry may already be claimed again under the same uuid: keep its entry.
+            del self._by_uuid[uuid]
         self._in_flight -= 1
         if self._in_flight == 0:
             self._idle.set()
 
     async def _finisher(self) -> None:
-        """Acknowledge handed-over outcomes in batches: one store write per batch."""
+        """Acknowledge handed-over outcomes in batches: one store write per batch.
+
+        A batch the store fails to write is kept (its leases are still extended) and
+        written again with a growing pause; it is dropped only when its leases are
+        lost, i.e. when another node has taken the instances back.
+        """
+        backoff = 0.05
         while True:
             if not self._finish_queue:
                 self._finish_wake = trio.Event()
                 await self._finish_wake.wait()
             batch, self._finish_queue = self._finish_queue, []
-            await self._finish_batch(batch)
+            if await self._finish_batch(batch):
+                backoff = 0.05
+            else:
+                self._finish_queue[:0] = batch
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, self.poll_interval)
 
-    async def _finish_batch(self, batch: list[tuple[Attempt, Outcome]]) -> None:
+    async def _finish_batch(self, batch: list[tuple[Attempt, Outcome]]) -> bool:
+        """Write one batch; False (nothing forgotten) when the store failed."""
         items = [(attempt.token, outcome) for attempt, outcome in batch]
         results: list[Instance | LeaseLost | None] = []
         try:
@@ -925,22 +972,23 @@ class Manager:
                 with trio.CancelScope(shield=True) as scope:
                     scope.deadline = trio.current_time() + max(self.lease, 5.0)
                     await self.store.finish_many(items, returning=False)
+                for attempt, _ in batch:
+                    self._forget(attempt)
                 raise
         except StoreError as exc:
-            log.error(
-                "could not finish %d attempts: %s (the reaper will rescue them)", len(items), exc
-            )
+            log.error("could not finish %d attempts (retrying): %s", len(items), exc)
+            return False
         except GojobError as exc:
             # Outcomes are built here, so this is a bug; it must not stop the node.
             log.error("finishing %d attempts was refused: %r", len(items), exc)
-        finally:
-            for attempt, _ in batch:
-                self._forget(attempt)
+        for attempt, _ in batch:
+            self._forget(attempt)
         for (attempt, _), result in zip(batch, results, strict=False):
             if isinstance(result, LeaseLost):
                 log.warning(
                     "lease of %s lost before finishing; attempt discarded", attempt.instance.uuid
                 )
+        return True
 
     async def _finish(self, attempt: Attempt, outcome: Outcome) -> Instance | None:
         try:
@@ -961,6 +1009,8 @@ class Manager:
             log.error(
                 "could not finish %s: %s (the reaper will rescue it)", attempt.instance.uuid, exc
             )
+        except GojobError as exc:
+            log.error("finishing %s was refused: %r", attempt.instance.uuid, exc)
         return None
 
     async def _after_finish(
@@ -975,6 +1025,11 @@ class Manager:
                 if outcome.state is not State.SCHEDULED and finished.state is State.SCHEDULED:
                     await run_processor(
                         finished, "on_state_change", job.on_state_change, State.SCHEDULED
+                    )
+                elif outcome.state is not State.CANCELED and finished.state is State.CANCELED:
+                    # A pending cancel turned the requeue into Canceled in the store.
+                    await run_processor(
+                        finished, "on_state_change", job.on_state_change, State.CANCELED
                     )
         finally:
             finished._sink = None
@@ -1047,9 +1102,31 @@ class Manager:
                 if job is not None and job.on_state_change is not None:
                     await run_processor(inst, "on_state_change", job.on_state_change, inst.state)
 
+    def _wake_all_waiters(self) -> None:
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.set()
+
     async def _listen(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
+        """Follow the store's notifications; resubscribe (and catch up) if they fail."""
+        backoff = 0.05
+        while True:
+            try:
+                await self._listen_once(task_status)
+                log.warning("the store's notification stream ended; resubscribing")
+            except StoreError as exc:
+                log.warning("notifications failed (resubscribing in %.2fs): %s", backoff, exc)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, self.poll_interval)
+            task_status = trio.TASK_STATUS_IGNORED
+            # Anything may have changed meanwhile: every consumer catches up.
+            self._wake_all_waiters()
+            self._dispatch_wake.set()
+            self.scheduler.wake()
+
+    async def _listen_once(self, task_status: trio.TaskStatus[None]) -> None:
         async with self.store.subscribe() as subscription:
             task_status.started()
             async for batch in subscription:
@@ -1057,8 +1134,7 @@ class Manager:
                     etype = event.type
                     if etype is EventType.STATE:
                         if event.state in FINAL or event.state is State.SCHEDULED:
-                            waiter = self._waiters.pop(event.uuid or "", None)
-                            if waiter is not None:
+                            for waiter in self._waiters.get(event.uuid or "", ()):
                                 waiter.set()
                             self.scheduler.instance_changed(event.uuid)
                     elif etype is EventType.DUE:
@@ -1070,9 +1146,7 @@ class Manager:
                     elif etype is EventType.SCHEDULE:
                         self.scheduler.wake()
                     elif etype is EventType.RESYNC:
-                        for waiter in self._waiters.values():
-                            waiter.set()
-                        self._waiters.clear()
+                        self._wake_all_waiters()
                         self._dispatch_wake.set()
                         self.scheduler.wake()
 
@@ -1082,10 +1156,15 @@ class Manager:
         self._closing = True
         self._dispatch_wake.set()
         with trio.move_on_after(grace):
+            # A claim on its way back would land after the drain: wait for it first.
+            await self._claim_done.wait()
             await self._idle.wait()
         for attempt in list(self._running.values()):
             attempt.stop(StopReason.RELEASED)
         with trio.move_on_after(max(self.lease, 10.0)):
+            await self._claim_done.wait()
+            for attempt in list(self._running.values()):
+                attempt.stop(StopReason.RELEASED)
             await self._idle.wait()
 
 
@@ -1154,6 +1233,8 @@ async def open_manager(
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     if not isinstance(prefetch, int) or prefetch < 0:
         raise ValueError(f"prefetch must be a non-negative integer, got {prefetch!r}")
+    if reap_interval is not None and reap_interval <= 0:
+        raise ValueError("reap_interval must be positive")
     if lease <= 0 or poll_interval <= 0 or drain_grace < 0:
         raise ValueError("lease and poll_interval must be positive, drain_grace >= 0")
     clock = clock or SystemClock()
@@ -1195,6 +1276,8 @@ async def open_manager(
                 finally:
                     with trio.CancelScope(shield=True):
                         await manager._drain(grace)
+                    manager._closed = True
+                    manager._wake_all_waiters()  # their wait() raises ManagerClosed
                     nursery.cancel_scope.cancel()
             if body_error is not None:
                 raise body_error

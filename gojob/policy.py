@@ -76,7 +76,10 @@ class Backoff:
             value = self.base * n
         else:
             # Cap the exponent so huge retry counts cannot overflow a float.
-            value = self.base * self.factor ** min(n - 1, 64)
+            try:
+                value = self.base * self.factor ** min(n - 1, 64)
+            except OverflowError:
+                value = self.max
         value = min(value, self.max)
         if self.jitter and value:
             spread = value * self.jitter

@@ -22,7 +22,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -431,8 +431,7 @@ async def after_failure(
     failures = inst.failures + 1
     if not inst.policy.retries_left(failures):
         return outcome
-    delay = job.retry_delay(inst, failures)
-    due = manager.clock.now() + timedelta(seconds=delay)
+    due = _retry_due(manager, job, inst, failures)
     return Outcome(
         outcome.state,
         error_message=outcome.error_message,
@@ -445,9 +444,32 @@ async def after_failure(
     )
 
 
+_MAX_RETRY_DELAY = 10 * 365 * 86_400.0
+"""Delays are capped (ten years): a wild backoff must not overflow a datetime."""
+
+
+def _retry_due(manager: Manager, job: Job, inst: Instance, failures: int) -> datetime:
+    """When the next attempt is due. A custom backoff that raises or returns nonsense
+    falls back to the policy's own backoff: a poison backoff must not stop a worker."""
+    try:
+        delay = float(job.retry_delay(inst, failures))
+        if not math.isfinite(delay) or delay < 0:
+            raise ValueError(f"backoff returned {delay!r}")
+    except Exception as exc:
+        log.warning("backoff of %s failed (%r); using the policy's backoff", inst.kind, exc)
+        try:
+            delay = inst.policy.backoff.delay(failures)
+        except (ArithmeticError, ValueError):
+            delay = _MAX_RETRY_DELAY
+    return manager.clock.now() + timedelta(seconds=min(delay, _MAX_RETRY_DELAY))
+
+
 def _is_non_retryable(error: BaseException | None) -> bool:
-    while error is not None:
+    seen: set[int] = set()
+    # ``raise err from err`` makes a cycle: walk each exception once.
+    while error is not None and id(error) not in seen:
         if isinstance(error, NonRetryable):
             return True
+        seen.add(id(error))
         error = error.__cause__
     return False
