@@ -1100,7 +1100,13 @@ class Manager:
                 )
                 job = self.registry.find(inst.kind)
                 if job is not None and job.on_state_change is not None:
-                    await run_processor(inst, "on_state_change", job.on_state_change, inst.state)
+                    inst._sink = self._log_buffer.write if self._log_buffer is not None else None
+                    try:
+                        await run_processor(
+                            inst, "on_state_change", job.on_state_change, inst.state
+                        )
+                    finally:
+                        inst._sink = None
 
     def _wake_all_waiters(self) -> None:
         for waiters in self._waiters.values():

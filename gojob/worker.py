@@ -285,17 +285,19 @@ async def run_processor(
             value = await value
         return True, value
     except Exception as exc:
-        if inst._sink is not None:
-            inst._sink(
-                inst,
-                LogLevel.ERROR,
-                f"{name} processor failed: {exc!r}\n" + summarize_traceback(exc),
-                "gojob.processor",
-            )
-        log.warning("%s processor of %s failed: %r", name, inst.kind, exc)
-        return False, exc
+        failure = exc
     finally:
         current_instance.reset(token)
+    if inst._sink is not None:
+        inst._sink(
+            inst,
+            LogLevel.ERROR,
+            f"{name} processor failed: {failure!r}\n" + summarize_traceback(failure),
+            "gojob.processor",
+        )
+    # Outside the instance's context, so this line is not captured into its log twice.
+    log.warning("%s processor of %s failed: %r", name, inst.kind, failure)
+    return False, failure
 
 
 def error_outcome(
@@ -340,6 +342,8 @@ async def run_in_scope(
             check_size(encoded, manager.limits.max_result_bytes, "result")
         return Outcome(State.COMPLETED, result=encoded, worker=worker), None
     except Retry as signal:
+        if _was_stopped(attempt, deadline):
+            return None, None  # raised in answer to a stop: the stop decides
         now = manager.clock.now()
         due = signal.at or now + timedelta(seconds=signal.after or 0.0)
         outcome = Outcome(
@@ -351,10 +355,20 @@ async def run_in_scope(
         )
         return outcome, None
     except Exception as exc:
+        if _was_stopped(attempt, deadline):
+            # An executor that turned its cancellation into an error was still stopped:
+            # the stop (cancel, release, timeout) decides, not a failure.
+            return None, None
         return error_outcome(State.TERMINATED, exc, _describe(exc), worker, None), exc
     finally:
         current_instance.reset(ctx_token)
         attempt.scope = None
+
+
+def _was_stopped(attempt: Attempt, deadline: float) -> bool:
+    return attempt.stop_reason is not None or (
+        deadline != math.inf and trio.current_time() >= deadline
+    )
 
 
 def stopped_outcome(attempt: Attempt) -> Outcome | None:

@@ -109,3 +109,30 @@ async def test_an_exception_group_from_the_executor_is_a_failure_not_a_crash(
     assert "ExceptionGroup" in failed.error_type
     assert "child 1 failed" in (failed.traceback or "")
     assert (await manager.wait(good, timeout=60)).result == "ok"
+
+
+async def test_an_error_raised_in_answer_to_a_stop_is_not_a_failure(
+    manager: Manager, autojump_clock: MockClock
+) -> None:
+    running = trio.Event()
+
+    async def converts(seconds: float) -> None:
+        running.set()
+        try:
+            await trio.sleep(seconds)
+        except trio.Cancelled:
+            raise RuntimeError("interrupted") from None
+
+    manager.register(Job("converts", converts, max_retries=3, timeout=5))
+    canceled = await manager.schedule("converts", 100.0)
+    with trio.fail_after(10):
+        await running.wait()
+    await manager.cancel(canceled)
+    done = await manager.wait(canceled, timeout=60)
+    assert done.state is State.CANCELED
+    assert done.failures == 0
+
+    timed_out = await manager.schedule("converts", 100.0, max_retries=0)
+    done = await manager.wait(timed_out, timeout=60)
+    assert done.state is State.TIMEDOUT
+    assert done.error_type == "timeout"
