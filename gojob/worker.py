@@ -109,21 +109,35 @@ class AttemptQueue:
 
     A deque and a parking lot for idle workers: a memory channel costs about a
     microsecond more per item on each side, on the path of every job.
-    ``get()`` is not a checkpoint when an item is ready (workers try
-    ``get_nowait()`` first anyway).
+
+    Idle workers are woken at the scheduler's next tick, for the items still queued
+    then, not at each put: the worker that claimed a batch runs it in its lane, and
+    when the jobs are quick it has emptied the queue before anyone else could run, so
+    waking a worker per item would only make it park again. When a job awaits, the
+    tick comes and idle workers take the rest. ``get()`` is not a checkpoint when an
+    item is ready (workers try ``get_nowait()`` first anyway).
     """
 
     def __init__(self) -> None:
         self._items: deque[Attempt | None] = deque()
         self._idle = trio.lowlevel.ParkingLot()
+        self._token = trio.lowlevel.current_trio_token()
+        self._wake_pending = False
 
     def __len__(self) -> int:
         return len(self._items)
 
     def put_nowait(self, item: Attempt | None) -> None:
         self._items.append(item)
-        if self._idle:
-            self._idle.unpark()
+        if self._idle and not self._wake_pending:
+            self._wake_pending = True
+            self._token.run_sync_soon(self._wake_idle)
+
+    def _wake_idle(self) -> None:
+        self._wake_pending = False
+        count = min(len(self._items), len(self._idle))
+        if count:
+            self._idle.unpark(count=count)
 
     def get_nowait(self) -> Attempt | None:
         """The next item; raises ``trio.WouldBlock`` when there is none."""
