@@ -1133,7 +1133,8 @@ class Manager:
             self.scheduler.wake()
 
     async def _listen_once(self, task_status: trio.TaskStatus[None]) -> None:
-        async with self.store.subscribe() as subscription:
+        # Processing transitions interest nobody here: the store may skip them.
+        async with self.store.subscribe(states=FINAL | {State.SCHEDULED}) as subscription:
             task_status.started()
             async for batch in subscription:
                 for event in batch:

@@ -529,9 +529,15 @@ class Store(abc.ABC):
         failure that was retried)."""
 
     @abc.abstractmethod
-    def subscribe(self) -> AbstractAsyncContextManager[Subscription]:
+    def subscribe(
+        self, *, states: Collection[State] | None = None
+    ) -> AbstractAsyncContextManager[Subscription]:
         """Open a notification stream (see :class:`Subscription`): every event emitted
-        after it is entered is delivered to it, none emitted before."""
+        after it is entered is delivered to it, none emitted before.
+
+        ``states`` is a hint: the subscriber needs ``STATE`` events only for these
+        states, so a store may leave the others out (when no subscriber wants them it
+        need not even build them). A store may still deliver them."""
 
 
 def trigger_definition(trigger: Trigger) -> dict[str, Any]:

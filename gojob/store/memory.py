@@ -53,7 +53,8 @@ _cancel_point = trio.lowlevel.checkpoint_if_cancelled
 
 
 class _MemorySubscription(Subscription):
-    def __init__(self) -> None:
+    def __init__(self, states: frozenset[State] | None) -> None:
+        self.states = states
         self.pending: list[Event] = []
         self.wakeup = trio.Event()
 
@@ -100,6 +101,8 @@ class MemoryStore(Store):
         self._running: dict[str, str] = {}  # claim token -> uuid
         self._schedules: dict[str, ScheduleRecord] = {}
         self._subscribers: list[_MemorySubscription] = []
+        self._wanted_states: frozenset[State] | None = frozenset()
+        """States some subscriber wants STATE events for (None: all)."""
         self._seq = itertools.count()
         self._token_prefix = os.urandom(4).hex()
         self._tokens = itertools.count()
@@ -117,6 +120,20 @@ class MemoryStore(Store):
         return self.clock.now()
 
     # -- internals ----------------------------------------------------------------
+    def _wants(self, state: State) -> bool:
+        """Does any subscriber want STATE events for ``state``? (None: all states.)"""
+        wanted = self._wanted_states
+        return wanted is None or state in wanted
+
+    def _subscribers_changed(self) -> None:
+        wanted: set[State] = set()
+        for sub in self._subscribers:
+            if sub.states is None:
+                self._wanted_states = None
+                return
+            wanted |= sub.states
+        self._wanted_states = frozenset(wanted)
+
     def _emit(self, events: list[Event]) -> None:
         if events:
             for sub in self._subscribers:
@@ -147,7 +164,8 @@ class MemoryStore(Store):
         inst.state = state
         inst.updated_at = now
         self._record(inst, state, now, info)
-        events.append(Event(EventType.STATE, inst.uuid, inst.kind, state, inst.node_id))
+        if self._wants(state):
+            events.append(Event(EventType.STATE, inst.uuid, inst.kind, state, inst.node_id))
         key = inst.dedupe_key
         if key is not None:
             if state in FINAL:
@@ -184,7 +202,8 @@ class MemoryStore(Store):
         self._record(stored, State.CREATED, now)
         stored.state = State.SCHEDULED
         self._record(stored, State.SCHEDULED, now, {"due": stored.scheduled_at.isoformat()})
-        events.append(Event(EventType.STATE, stored.uuid, stored.kind, State.SCHEDULED))
+        if self._wants(State.SCHEDULED):
+            events.append(Event(EventType.STATE, stored.uuid, stored.kind, State.SCHEDULED))
         self._enqueue(stored, now)
         return stored
 
@@ -235,6 +254,7 @@ class MemoryStore(Store):
         for queue in queues:
             self._promote(queue, now)
         lease_until = now + timedelta(seconds=lease)
+        wants_processing = self._wants(State.PROCESSING)
         claimed: list[Instance] = []
         events: list[Event] = []
         single = queues[0] if len(queues) == 1 else None
@@ -263,7 +283,10 @@ class MemoryStore(Store):
             inst.updated_at = now
             self._running[token] = inst.uuid
             self._record(inst, State.PROCESSING, now, {"node": node_id})
-            events.append(Event(EventType.STATE, inst.uuid, inst.kind, State.PROCESSING, node_id))
+            if wants_processing:
+                events.append(
+                    Event(EventType.STATE, inst.uuid, inst.kind, State.PROCESSING, node_id)
+                )
             claimed.append(_detach(inst))
         self._emit(events)
         return claimed
@@ -465,7 +488,8 @@ class MemoryStore(Store):
         inst.scheduled_at = due
         inst.updated_at = now
         self._record(inst, State.SCHEDULED, now, {"reason": "requeued", "due": due.isoformat()})
-        events.append(Event(EventType.STATE, inst.uuid, inst.kind, State.SCHEDULED))
+        if self._wants(State.SCHEDULED):
+            events.append(Event(EventType.STATE, inst.uuid, inst.kind, State.SCHEDULED))
         self._enqueue(inst, now)
         events.append(self._due_event(due, inst.kind))
         self._emit(events)
@@ -646,21 +670,23 @@ class MemoryStore(Store):
             self._logs[uuid] = kept_logs
         return PruneResult(len(removed), history, logs)
 
-    def subscribe(self) -> _SubscriptionContext:
-        return _SubscriptionContext(self)
+    def subscribe(self, *, states: Collection[State] | None = None) -> _SubscriptionContext:
+        return _SubscriptionContext(self, None if states is None else frozenset(states))
 
 
 class _SubscriptionContext:
-    def __init__(self, store: MemoryStore) -> None:
+    def __init__(self, store: MemoryStore, states: frozenset[State] | None) -> None:
         self._store = store
-        self._sub = _MemorySubscription()
+        self._sub = _MemorySubscription(states)
 
     async def __aenter__(self) -> Subscription:
         self._store._subscribers.append(self._sub)
+        self._store._subscribers_changed()
         return self._sub
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._store._subscribers.remove(self._sub)
+        self._store._subscribers_changed()
 
 
 def _page(items: list[Any], limit: int | None, offset: int) -> list[Any]:

@@ -198,3 +198,23 @@ async def test_a_subscriber_receives_only_later_events(store: Store) -> None:
         uuids = {e.uuid for e in of_type(events, EventType.STATE)}
         assert uuids == {after.uuid}
         assert before.uuid not in uuids
+
+
+async def test_a_states_hint_still_delivers_the_states_asked_for(store: Store) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with store.subscribe(states={State.COMPLETED}) as narrow, store.subscribe() as wide:
+            inst = await add_one(store)
+            claimed = await claim_one(store)
+            await complete(store, claimed)
+            narrow_events = await events_to_marker(store, narrow)
+            wide_events = await events_to_marker(store, wide)
+        completed = [
+            e.uuid for e in of_type(narrow_events, EventType.STATE) if e.state is State.COMPLETED
+        ]
+        assert completed == [inst.uuid]
+        # A subscriber without the hint still sees every state.
+        assert [e.state for e in of_type(wide_events, EventType.STATE)] == [
+            State.SCHEDULED,
+            State.PROCESSING,
+            State.COMPLETED,
+        ]

@@ -354,7 +354,10 @@ class SqliteStore(Store):
     async def prune(self, before: datetime) -> PruneResult:
         return await self._write(ops.prune, before)
 
-    def subscribe(self) -> AbstractAsyncContextManager[Subscription]:
+    def subscribe(
+        self, *, states: Collection[State] | None = None
+    ) -> AbstractAsyncContextManager[Subscription]:
+        # The hint is not used: events are built from the rows written anyway.
         return self._hub.subscribe()
 
 
