@@ -73,6 +73,9 @@ log = logging.getLogger("gojob.manager")
 
 DEFAULT_WORKERS = 10
 
+PRUNE_KIND = "gojob.prune"
+"""Kind of the built-in retention job (``open_manager(retention=...)``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ManagerStatistics:
@@ -1034,6 +1037,25 @@ class Manager:
         finally:
             finished._sink = None
 
+    async def _enable_retention(
+        self, retention: float | timedelta, every: float | timedelta
+    ) -> None:
+        keep = seconds(retention)
+        if keep is None or not math.isfinite(keep) or keep <= 0:
+            raise ValueError(f"retention must be a positive duration, got {retention!r}")
+
+        async def prune() -> dict[str, int]:
+            """Delete final instances, history and logs older than the retention."""
+            cutoff = self.clock.now() - timedelta(seconds=keep)
+            result = await self.store.prune(cutoff)
+            return {"instances": result.instances, "history": result.history, "logs": result.logs}
+
+        self.register(
+            Job(PRUNE_KIND, prune, description=f"prune what finished over {keep:g}s ago"),
+            replace=True,
+        )
+        await self.schedule(PRUNE_KIND, every=every, id=PRUNE_KIND, overlap=Overlap.SKIP)
+
     def _release_worker_attempt(self, worker: str) -> None:
         for attempt in self._running.values():
             if attempt.worker == worker:
@@ -1223,6 +1245,8 @@ async def open_manager(
     limits: Limits | None = None,
     capture_logging: bool = True,
     prefetch: int = 0,
+    retention: float | timedelta | None = None,
+    retention_every: float | timedelta = 3600.0,
 ) -> AsyncIterator[Manager]:
     """Open a manager on ``store`` (default: a new in-memory store) with ``workers`` workers.
 
@@ -1235,11 +1259,21 @@ async def open_manager(
     ``lease/3``); ``reap_interval`` (default ``lease``) is how often expired leases of
     dead nodes are reaped; ``poll_interval`` is the slowest wake-up when no notification
     arrives. ``sync_threads`` caps the threads running sync executors (default: workers).
+    ``prefetch`` attempts are claimed beyond the free workers (a faster hand-over, a
+    weaker priority order: see ``Manager._dispatch``).
+
+    ``retention`` (seconds or a timedelta) turns on pruning: a recurring job of kind
+    ``gojob.prune`` deletes final instances, history and logs older than that, every
+    ``retention_every`` (one schedule shared by every node: it fires once per slot).
     """
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     if not isinstance(prefetch, int) or prefetch < 0:
         raise ValueError(f"prefetch must be a non-negative integer, got {prefetch!r}")
+    if retention is not None:
+        keep = seconds(retention)
+        if keep is None or not math.isfinite(keep) or keep <= 0:
+            raise ValueError(f"retention must be a positive duration, got {retention!r}")
     if reap_interval is not None and reap_interval <= 0:
         raise ValueError("reap_interval must be positive")
     if lease <= 0 or poll_interval <= 0 or drain_grace < 0:
@@ -1272,6 +1306,8 @@ async def open_manager(
                 nursery.start_soon(manager.scheduler.run)
                 nursery.start_soon(manager._finisher)
                 nursery.start_soon(manager._dispatch)
+                if retention is not None:
+                    await manager._enable_retention(retention, retention_every)
                 grace = drain_grace
                 try:
                     yield manager
