@@ -28,6 +28,7 @@ from .errors import ScheduleNotFound as ScheduleNotFound
 from .errors import StoreError as StoreError
 from .errors import StoreUnavailable as StoreUnavailable
 from .errors import UnknownJob as UnknownJob
+from .errors import UnsupportedStore as UnsupportedStore
 from .instance import HistoryRecord as HistoryRecord
 from .instance import Instance as Instance
 from .instance import LogLevel as LogLevel

@@ -30,6 +30,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "UnknownJob",
+    "UnsupportedStore",
 ]
 
 
@@ -63,6 +64,10 @@ class DecodeError(ArgumentError):
 
 class PayloadTooLarge(ArgumentError):
     """Arguments, a result or a log message exceed their configured size cap."""
+
+
+class UnsupportedStore(GojobError, ValueError):
+    """A store URL names no store gojob has, or one whose extra is not installed."""
 
 
 class InvalidTransition(GojobError, ValueError):

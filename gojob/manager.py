@@ -38,6 +38,7 @@ from .errors import (
     ManagerClosed,
     ScheduleNotFound,
     StoreError,
+    UnsupportedStore,
 )
 from .instance import HistoryRecord, Instance, LogLevel, LogRecord
 from .job import Job, Registry
@@ -102,8 +103,19 @@ def _open_store(store: Store | str | None, clock: Clock) -> Store:
         from .store.sql import SqliteStore
 
         return SqliteStore(store, clock=clock)
-    raise ValueError(
-        f"unsupported store {store!r}: pass a Store object, 'memory://' or 'sqlite:///path.db'"
+    if isinstance(store, str) and store.startswith(("postgresql", "postgres://")):
+        # postgresql://, postgresql+asyncpg://...: the database's clock, not ``clock``.
+        try:
+            from .store.sql.postgres import PostgresStore
+        except ImportError as exc:
+            raise UnsupportedStore(
+                f"the PostgreSQL store needs its extra: pip install 'gojob[postgres]' ({exc})"
+            ) from exc
+
+        return PostgresStore(store)
+    raise UnsupportedStore(
+        f"unsupported store {store!r}: pass a Store object, 'memory://', "
+        "'sqlite:///path.db' or 'postgresql://user@host/database'"
     )
 
 

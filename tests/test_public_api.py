@@ -46,6 +46,7 @@ EXPECTED = {
     "SystemClock",
     "TrioWallClock",
     "UnknownJob",
+    "UnsupportedStore",
     "open_manager",
 }
 

@@ -59,9 +59,20 @@ async def sqlite_store() -> AsyncIterator[Store]:
             yield store
 
 
+@asynccontextmanager
+async def postgresql_store() -> AsyncIterator[Store]:
+    """A fresh schema on the test PostgreSQL server (``GOJOB_POSTGRES_URL``, default the
+    local server), migrated to head, dropped on exit (see ``tests/sql/_postgres.py``)."""
+    from ..sql._postgres import postgres_store
+
+    async with postgres_store() as store:
+        yield store
+
+
 STORE_FACTORIES: dict[str, StoreFactory] = {
     "memory": memory_store,
     "sqlite": sqlite_store,
+    "postgresql": postgresql_store,
 }
 """Backend name -> factory of an opened, empty store (see the module docstring)."""
 

@@ -15,6 +15,13 @@ On SQLite every migration runs in one ``BEGIN IMMEDIATE`` transaction: it is ato
 and processes that migrate one file at the same time take turns (the later ones find
 the schema at head and do nothing).
 
+On PostgreSQL the migrations run through a *sync* driver, psycopg 3, whatever the
+URL's driver (``postgresql://``, ``postgresql+asyncpg://``... all mean the same
+database): Alembic's sync ``env.py`` cannot run on asyncpg, and the PostgreSQL store
+itself uses asyncpg. ``schema`` (PostgreSQL only) puts the tables in that schema (the
+connection's ``search_path``); a migration holds a transaction-scoped advisory lock,
+so processes migrating one database at the same time take turns there too.
+
 The functions block: from Trio, call them through ``trio.to_thread.run_sync``.
 """
 
@@ -46,15 +53,18 @@ __all__ = [
     "SchemaNotAtHead",
     "alembic_config",
     "check",
+    "check_schema_name",
     "current",
     "current_revision",
     "downgrade",
     "ensure_at_head",
+    "ensure_revision",
     "fix_command",
     "head",
     "main",
     "migration_prefix",
     "run_env",
+    "sync_url",
     "upgrade",
     "upgrade_connection",
 ]
@@ -66,13 +76,43 @@ PREFIX_ATTRIBUTE = "gojob_prefix"
 """``Config.attributes`` key carrying the table prefix into ``env.py`` and the revisions."""
 
 _CONNECTION_ATTRIBUTE = "connection"
+_SCHEMA_ATTRIBUTE = "gojob_schema"
 
 
-def fix_command(url: str | URL, prefix: str) -> str:
+def fix_command(url: str | URL, prefix: str, schema: str | None = None) -> str:
     """The command that brings the schema of ``url`` and ``prefix`` to head."""
     text = url if isinstance(url, str) else url.render_as_string(hide_password=True)
     command_line = f"gojob db upgrade --url {text}"
-    return command_line if prefix == DEFAULT_PREFIX else f"{command_line} --prefix {prefix}"
+    if prefix != DEFAULT_PREFIX:
+        command_line += f" --prefix {prefix}"
+    return command_line if schema is None else f"{command_line} --schema {schema}"
+
+
+def check_schema_name(schema: str) -> str:
+    """``schema`` if it is a plain PostgreSQL identifier (it is spliced into settings)."""
+    if not (
+        schema
+        and schema.isascii()
+        and schema.replace("_", "a").isalnum()
+        and not schema[0].isdigit()
+        and len(schema) <= 63
+    ):
+        raise ValueError(
+            f"schema names must be ASCII letters, digits and underscores, not starting "
+            f"with a digit: {schema!r}"
+        )
+    return schema
+
+
+def sync_url(url: str | URL) -> URL:
+    """The URL Alembic connects with: PostgreSQL URLs get the psycopg (sync) driver."""
+    text = url.render_as_string(hide_password=False) if isinstance(url, URL) else url
+    if text.startswith("postgres://"):
+        text = "postgresql://" + text.removeprefix("postgres://")
+    parsed = make_url(text)
+    if parsed.get_backend_name() == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg")
+    return parsed
 
 
 # -- configuration ------------------------------------------------------------------------------
@@ -151,6 +191,9 @@ def run_env() -> None:
             url=url, literal_binds=True, render_as_batch=dialect == "sqlite", **options
         )
         with context.begin_transaction():
+            schema = config.attributes.get(_SCHEMA_ATTRIBUTE)
+            if schema is not None:
+                context.execute(f"SET search_path TO {check_schema_name(schema)}")
             context.run_migrations()
         return
     given = config.attributes.get(_CONNECTION_ATTRIBUTE)
@@ -185,11 +228,16 @@ def _run_online(connection: Connection, options: dict[str, Any]) -> None:
 # -- programmatic commands ------------------------------------------------------------------------
 
 
-def _engine(url: str | URL) -> Engine:
+def _engine(url: str | URL, schema: str | None = None) -> Engine:
     try:
-        parsed = make_url(url) if isinstance(url, str) else url
+        parsed = sync_url(url)
         if parsed.get_backend_name() == "sqlite":
+            if schema is not None:
+                raise ValueError("SQLite has no schemas: use a table prefix")
             return create_sqlite_engine(sqlite_url(parsed), pool_size=1)
+        if schema is not None:
+            options = f"-c search_path={check_schema_name(schema)}"
+            return create_engine(parsed, connect_args={"options": options})
         return create_engine(parsed)
     except (SQLAlchemyError, ValueError) as exc:
         # A malformed URL or an unknown dialect: say which, not a driver traceback.
@@ -201,13 +249,24 @@ def _translate(exc: SQLAlchemyError, url: str | URL) -> StoreError:
     return StoreUnavailable(f"cannot migrate the database at {text}: {exc}")
 
 
-def _on_connection(url: str | URL, prefix: str, revision: str, *, up: bool) -> None:
-    engine = _engine(url)
+def _lock(connection: Connection, prefix: str) -> None:
+    """PostgreSQL: take turns with other processes migrating this database (and prefix)."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            "SELECT pg_advisory_xact_lock(hashtext(%(key)s))", {"key": f"gojob-migrate:{prefix}"}
+        )
+
+
+def _on_connection(
+    url: str | URL, prefix: str, revision: str, *, up: bool, schema: str | None = None
+) -> None:
+    engine = _engine(url, schema)
     try:
         with engine.connect() as connection:
             if connection.dialect.name == "sqlite":
                 immediate(connection)
             with connection.begin():
+                _lock(connection, prefix)
                 config = alembic_config(url, prefix, connection=connection)
                 if up:
                     command.upgrade(config, revision)
@@ -219,20 +278,30 @@ def _on_connection(url: str | URL, prefix: str, revision: str, *, up: bool) -> N
         engine.dispose()
 
 
+def _offline_config(
+    url: str | URL, prefix: str, schema: str | None, output: TextIO | None
+) -> Config:
+    config = alembic_config(sync_url(url), prefix, output=output)
+    if schema is not None:
+        config.attributes[_SCHEMA_ATTRIBUTE] = check_schema_name(schema)
+    return config
+
+
 def upgrade(
     url: str | URL,
     revision: str = "head",
     *,
     prefix: str = DEFAULT_PREFIX,
+    schema: str | None = None,
     sql: bool = False,
     output: TextIO | None = None,
 ) -> None:
     """Upgrade the schema of ``prefix`` to ``revision``; ``sql=True`` writes the SQL to
     ``output`` (stdout) instead of running it."""
     if sql:
-        command.upgrade(alembic_config(url, prefix, output=output), revision, sql=True)
+        command.upgrade(_offline_config(url, prefix, schema, output), revision, sql=True)
     else:
-        _on_connection(url, prefix, revision, up=True)
+        _on_connection(url, prefix, revision, up=True, schema=schema)
 
 
 def downgrade(
@@ -240,14 +309,15 @@ def downgrade(
     revision: str,
     *,
     prefix: str = DEFAULT_PREFIX,
+    schema: str | None = None,
     sql: bool = False,
     output: TextIO | None = None,
 ) -> None:
     """Downgrade the schema of ``prefix`` to ``revision`` (``"base"``: drop every table)."""
     if sql:
-        command.downgrade(alembic_config(url, prefix, output=output), revision, sql=True)
+        command.downgrade(_offline_config(url, prefix, schema, output), revision, sql=True)
     else:
-        _on_connection(url, prefix, revision, up=False)
+        _on_connection(url, prefix, revision, up=False, schema=schema)
 
 
 def current_revision(connection: Connection, prefix: str = DEFAULT_PREFIX) -> str | None:
@@ -256,9 +326,11 @@ def current_revision(connection: Connection, prefix: str = DEFAULT_PREFIX) -> st
     return context.get_current_revision()
 
 
-def current(url: str | URL, *, prefix: str = DEFAULT_PREFIX) -> str | None:
+def current(
+    url: str | URL, *, prefix: str = DEFAULT_PREFIX, schema: str | None = None
+) -> str | None:
     """The revision the schema of ``prefix`` is at (None for an empty database)."""
-    engine = _engine(url)
+    engine = _engine(url, schema)
     try:
         with engine.connect() as connection:
             return current_revision(connection, prefix)
@@ -268,15 +340,22 @@ def current(url: str | URL, *, prefix: str = DEFAULT_PREFIX) -> str | None:
         engine.dispose()
 
 
-def check(url: str | URL, *, prefix: str = DEFAULT_PREFIX) -> bool:
+def check(url: str | URL, *, prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> bool:
     """True when the schema of ``prefix`` is at head."""
-    return current(url, prefix=prefix) == head()
+    return current(url, prefix=prefix, schema=schema) == head()
 
 
 def ensure_at_head(connection: Connection, url: str | URL, prefix: str = DEFAULT_PREFIX) -> None:
     """Raise :class:`SchemaNotAtHead`, naming the command that fixes it, unless the
     schema of ``prefix`` is at head."""
-    found = current_revision(connection, prefix)
+    ensure_revision(current_revision(connection, prefix), url, prefix)
+
+
+def ensure_revision(
+    found: str | None, url: str | URL, prefix: str = DEFAULT_PREFIX, schema: str | None = None
+) -> None:
+    """Raise :class:`SchemaNotAtHead`, naming the command that fixes it, unless ``found``
+    (the revision a database is at; None: no gojob tables) is head."""
     expected = head()
     if found == expected:
         return
@@ -288,7 +367,7 @@ def ensure_at_head(connection: Connection, url: str | URL, prefix: str = DEFAULT
             state += " (unknown: a newer gojob?)"
     raise SchemaNotAtHead(
         f"the database schema for table prefix {prefix!r} {state}, not at head {expected}: "
-        f"run `{fix_command(url, prefix)}`"
+        f"run `{fix_command(url, prefix, schema)}`"
     )
 
 
@@ -318,22 +397,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("revision", nargs="?", help="target revision (upgrade: head)")
     parser.add_argument("--url", required=True, help="database URL, e.g. sqlite:///jobs.db")
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="table prefix (gojob_)")
+    parser.add_argument("--schema", help="PostgreSQL schema of the tables (default: search_path)")
     parser.add_argument("--sql", action="store_true", help="print the SQL instead of running it")
     args = parser.parse_args(argv)
     try:
         if args.action == "upgrade":
-            upgrade(args.url, args.revision or "head", prefix=args.prefix, sql=args.sql)
+            upgrade(
+                args.url,
+                args.revision or "head",
+                prefix=args.prefix,
+                schema=args.schema,
+                sql=args.sql,
+            )
         elif args.action == "downgrade":
             if args.revision is None:
                 parser.error("downgrade needs a target revision (base: drop everything)")
-            downgrade(args.url, args.revision, prefix=args.prefix, sql=args.sql)
+            downgrade(args.url, args.revision, prefix=args.prefix, schema=args.schema, sql=args.sql)
         elif args.action == "current":
-            print(current(args.url, prefix=args.prefix) or "(empty)")
+            print(current(args.url, prefix=args.prefix, schema=args.schema) or "(empty)")
         else:
-            at_head = check(args.url, prefix=args.prefix)
+            at_head = check(args.url, prefix=args.prefix, schema=args.schema)
             print("at head" if at_head else f"not at head {head()}: run upgrade")
             return 0 if at_head else 1
-    except StoreError as exc:
+    except (StoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

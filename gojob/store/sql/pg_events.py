@@ -1,0 +1,106 @@
+"""Events as PostgreSQL NOTIFY payloads, and back. Pure functions, no I/O.
+
+A payload is compact JSON: ``[origin, event, event, ...]`` where ``origin`` names the
+store object that wrote it (a store skips its own: it delivered them in-process
+already) and each event is ``[type, uuid, kind, state, node_id, due_us, schedule_id]``
+with trailing nulls left out (``type`` and ``state`` by value: ``"state"``,
+``"Processing"``). ``[origin, "resync"]`` says events were too many to send: readers
+catch up by querying. PostgreSQL refuses payloads of 8,000 bytes or more, so the
+events of one transaction are packed into as few payloads under
+:data:`~.pg_statements.NOTIFY_CHUNK_LIMIT` bytes as they fit, at most
+:data:`~.pg_statements.MAX_NOTIFY_CHUNKS` (else one resync marker); all go out with
+one NOTIFY statement, at commit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ...state import State
+from ..base import Event, EventType
+from .pg_statements import MAX_NOTIFY_CHUNKS, NOTIFY_CHUNK_LIMIT
+from .rows import from_us, to_us
+
+__all__ = ["RESYNC", "decode_payload", "encode_events", "resync_payload"]
+
+RESYNC = "resync"
+_TYPES = {t.value: t for t in EventType}
+_STATES = {s.value: s for s in State}
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _event_json(event: Event) -> list[Any]:
+    due = event.due
+    item: list[Any] = [
+        event.type.value,
+        event.uuid,
+        event.kind,
+        None if event.state is None else event.state.value,
+        event.node_id,
+        None if due is None else to_us(due),
+        event.schedule_id,
+    ]
+    while item[-1] is None:
+        item.pop()
+    return item
+
+
+def resync_payload(origin: str) -> str:
+    return _encode([origin, RESYNC])
+
+
+def encode_events(origin: str, events: Sequence[Event]) -> list[str]:
+    """The payloads carrying ``events`` (empty: none), in order."""
+    if not events:
+        return []
+    head = _encode(origin)
+    budget = NOTIFY_CHUNK_LIMIT - len(head.encode()) - 3  # brackets and comma
+    payloads: list[str] = []
+    items: list[str] = []
+    size = 0
+    for event in events:
+        item = _encode(_event_json(event))
+        length = len(item.encode()) + 1
+        if items and size + length > budget:
+            payloads.append(f"[{head},{','.join(items)}]")
+            if len(payloads) >= MAX_NOTIFY_CHUNKS:
+                return [resync_payload(origin)]
+            items, size = [], 0
+        items.append(item)
+        size += length
+    payloads.append(f"[{head},{','.join(items)}]")
+    if len(payloads) > MAX_NOTIFY_CHUNKS:
+        return [resync_payload(origin)]
+    return payloads
+
+
+def decode_payload(payload: str, own_origin: str) -> list[Event]:
+    """The events of a payload; none when it came from ``own_origin``; a ``RESYNC`` event
+    for a resync marker or a payload that cannot be read."""
+    try:
+        data = json.loads(payload)
+        origin = data[0]
+        if origin == own_origin:
+            return []
+        if data[1:] == [RESYNC]:
+            return [Event(EventType.RESYNC)]
+        return [_event(item) for item in data[1:]]
+    except (ValueError, TypeError, IndexError, KeyError):
+        # Not ours to read (another writer on the channel?): catch up instead.
+        return [Event(EventType.RESYNC)]
+
+
+def _event(item: list[Any]) -> Event:
+    item = item + [None] * (7 - len(item))
+    etype, uuid, kind, state, node_id, due_us, schedule_id = item[:7]
+    return Event(
+        _TYPES[etype],
+        uuid,
+        kind,
+        None if state is None else _STATES[state],
+        node_id,
+        None if due_us is None else from_us(due_us),
+        schedule_id,
+    )

@@ -1,0 +1,650 @@
+"""The units of work of the PostgreSQL store: asyncio coroutines on an asyncpg
+connection, each run by :func:`run` as one crossing of the bridge (:mod:`gojob._aio`).
+
+Every op takes a :class:`Tx` (the connection, the statements, the events collected)
+and its arguments, and returns its result; the events it collected are delivered
+in-process by the store once :func:`run` returns (after the commit), and were sent
+to other processes by NOTIFY inside the transaction: at most one NOTIFY statement
+per transaction, usually folded into the op's last write.
+
+Ops that need more than one statement run in a transaction (``transaction=True``):
+rows read and then changed are locked (``FOR UPDATE``, in uuid order where several
+are), so concurrent nodes serialise on them; a deadlock, a serialization failure or
+a unique violation (two nodes inserting the same dedupe key or schedule at once)
+rolls the transaction back and runs the op again, up to :data:`MAX_TRIES` times.
+Single-statement ops run without one (the statement is its own transaction).
+
+The decisions themselves are :mod:`.transitions`', shared with the SQLite store;
+rows are converted by :mod:`.rows`. Time is the database's (``now()``).
+"""
+
+from __future__ import annotations
+
+from ... import _aio  # isort: skip  # before asyncpg: see gojob._aio
+
+import contextlib
+import os
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from datetime import datetime
+from typing import Any, TypeVar, cast
+
+import asyncpg
+
+from ...errors import InstanceNotFound, InvalidTransition, LeaseLost, ScheduleNotFound
+from ...instance import HistoryRecord, Instance, LogRecord
+from ...state import FINAL, State
+from ..base import (
+    Event,
+    EventType,
+    HistoryQuery,
+    InstanceQuery,
+    LeaseReply,
+    LogQuery,
+    Outcome,
+    PruneResult,
+    ScheduleRecord,
+    outcome_details,
+    slot_key,
+)
+from .pg_events import encode_events
+from .pg_statements import (
+    HISTORY_INSERT_COLUMNS,
+    INSTANCE_INSERT_COLUMNS,
+    LOG_INSERT_COLUMNS,
+    PgStatements,
+    compile_pg,
+)
+from .rows import (
+    MUTABLE_COLUMNS,
+    dumps,
+    from_us,
+    history_record,
+    instance_from_row,
+    instance_params,
+    log_params,
+    log_record,
+    mutable_params,
+    schedule_from_row,
+    schedule_params,
+    to_us,
+)
+from .transitions import Changes, cancel_one, detach, finish_one, reap_one, requeue_one
+
+__all__ = ["MAX_TRIES", "Tx", "run"]
+
+T = TypeVar("T")
+
+MAX_TRIES = 5
+"""Runs of a transaction that keeps meeting a deadlock, serialization failure or
+unique violation, before the error is raised."""
+
+_RETRYABLE = (
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+    asyncpg.UniqueViolationError,
+)
+_SKIP_RECORD_LIMIT = 100
+_CREATED = State.CREATED.value
+_SCHEDULED = State.SCHEDULED.value
+_EMPTY_WRITE: list[Any] = []
+
+
+class Tx:
+    """One unit of work: the connection, the statements and the events to announce."""
+
+    __slots__ = ("channel", "conn", "events", "notified", "origin", "st")
+
+    def __init__(
+        self, conn: asyncpg.Connection, st: PgStatements, channel: str, origin: str
+    ) -> None:
+        self.conn = conn
+        self.st = st
+        self.channel = channel
+        self.origin = origin
+        self.events: list[Event] = []
+        self.notified = 0
+        """How many of :attr:`events` were sent already."""
+
+    def payloads(self) -> list[str]:
+        """The payloads of the events not sent yet (marked sent)."""
+        pending = self.events[self.notified :]
+        self.notified = len(self.events)
+        return encode_events(self.origin, pending)
+
+    async def now(self) -> datetime:
+        value: int = await self.conn.fetchval(self.st.now)
+        return from_us(value)
+
+    async def write(
+        self,
+        new_rows: Sequence[dict[str, Any]] = (),
+        ch: Changes | None = None,
+    ) -> None:
+        """Insert ``new_rows``, write back ``ch``'s changed instances, append its history
+        and NOTIFY every event so far: one statement."""
+        if ch is not None:
+            self.events.extend(ch.events)
+            ch.events = []
+        args: list[Any] = [[row[c] for row in new_rows] for c in INSTANCE_INSERT_COLUMNS]
+        dirty = [] if ch is None else [mutable_params(inst) for inst in ch.dirty.values()]
+        args.append([] if ch is None else list(ch.dirty))
+        args.extend([row[c] for row in dirty] for c in MUTABLE_COLUMNS)
+        history = [] if ch is None else ch.history
+        args.extend([row[c] for row in history] for c in HISTORY_INSERT_COLUMNS)
+        args.append(self.payloads())
+        args.append(self.channel)
+        await self.conn.execute(self.st.write, *args)
+
+    async def notify_rest(self) -> None:
+        """NOTIFY the events not sent yet (at the end of the transaction)."""
+        if self.notified < len(self.events):
+            await self.conn.execute(self.st.notify, self.payloads(), self.channel)
+
+    async def core(self, statement: Any, params: dict[str, Any] | None = None) -> str:
+        """Execute a fixed SQLAlchemy statement of ``st.core``; its status string."""
+        sql, names, bound = self.st.sql(statement)
+        values = {**bound, **(params or {})}
+        status: str = await self.conn.execute(sql, *[values[n] for n in names])
+        return status
+
+    async def core_rows(
+        self, statement: Any, params: dict[str, Any] | None = None
+    ) -> list[asyncpg.Record]:
+        sql, names, bound = self.st.sql(statement)
+        values = {**bound, **(params or {})}
+        return await self.conn.fetch(sql, *[values[n] for n in names])
+
+    async def query(self, statement: Any) -> list[asyncpg.Record]:
+        """Run a statement built for this call (compiled each time)."""
+        sql, names, bound = compile_pg(statement)
+        return await self.conn.fetch(sql, *[bound[n] for n in names])
+
+
+# -- running ------------------------------------------------------------------------------
+
+
+async def run(
+    conn: asyncpg.Connection,
+    st: PgStatements,
+    channel: str,
+    origin: str,
+    transaction: bool,
+    op: Callable[..., Awaitable[T]],
+    args: tuple[Any, ...],
+) -> tuple[T, list[Event]]:
+    """Run ``op(tx, *args)``, in a transaction if asked; return its result and events.
+
+    The commit (or the rollback after an error or a cancel) runs to its end even when
+    the caller is cancelled meanwhile: a cancelled statement is cancelled on the server
+    (asyncpg sends the cancel request) and rolled back, never left idle in transaction.
+    """
+    for attempt in range(MAX_TRIES):
+        tx = Tx(conn, st, channel, origin)
+        if not transaction:
+            try:
+                result = await op(tx, *args)
+                await tx.notify_rest()
+            except _RETRYABLE:
+                if attempt + 1 < MAX_TRIES:
+                    continue
+                raise
+            return result, tx.events
+        tr = conn.transaction()
+        await tr.start()
+        try:
+            result = await op(tx, *args)
+            await tx.notify_rest()
+        except BaseException as exc:
+            await _rollback(tr)
+            if isinstance(exc, _RETRYABLE) and attempt + 1 < MAX_TRIES:
+                continue
+            raise
+        await _aio.uncancellable(tr.commit())
+        return result, tx.events
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _rollback(tr: Any) -> None:
+    # A broken connection fails to roll back: the server does, and the store drops it.
+    with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        await _aio.uncancellable(tr.rollback())
+
+
+async def connect(dsn: str, options: dict[str, Any]) -> asyncpg.Connection:
+    """A new connection (asyncio side)."""
+    conn: asyncpg.Connection = await asyncpg.connect(dsn, **options)
+    return conn
+
+
+async def close(conn: asyncpg.Connection, timeout: float) -> None:
+    """Close gracefully, or drop the connection when that fails or takes too long."""
+    try:
+        await conn.close(timeout=timeout)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+        conn.terminate()
+
+
+# -- rows ------------------------------------------------------------------------------------
+
+
+def _seq(row: asyncpg.Record) -> Sequence[Any]:
+    """A record as the sequence :mod:`.rows` unpacks (it is one, untyped as such)."""
+    return cast("Sequence[Any]", row)
+
+
+def _instances(rows: Sequence[asyncpg.Record]) -> list[Instance]:
+    return [instance_from_row(_seq(row)) for row in rows]
+
+
+async def _lock(tx: Tx, uuids: Collection[str]) -> tuple[dict[str, Instance], datetime]:
+    """Lock the instances ``uuids``; with the database's now."""
+    rows = await tx.conn.fetch(tx.st.lock_by_uuids, list(uuids))
+    if not rows:
+        return {}, await tx.now()
+    found = {}
+    for row in rows:
+        inst = instance_from_row(row[:-1])
+        found[inst.uuid] = inst
+    return found, from_us(rows[0][-1])
+
+
+# -- queue --------------------------------------------------------------------------------
+
+
+async def _insert(
+    tx: Tx, instances: Sequence[Instance], ch: Changes
+) -> tuple[list[Instance], list[dict[str, Any]]]:
+    """Decide the insertion of new instances as Scheduled (history Created, Scheduled),
+    or return the live holder of their dedupe key in their place; returns the result
+    and the rows to insert (written by :meth:`Tx.write`)."""
+    holders: dict[str, Instance] = {}
+    keys = list({i.dedupe_key for i in instances if i.dedupe_key is not None})
+    if keys:
+        for row in await tx.conn.fetch(tx.st.live_by_keys, keys):
+            holder = instance_from_row(_seq(row))
+            assert holder.dedupe_key is not None
+            holders[holder.dedupe_key] = holder
+    now = ch.now
+    now_us = ch.now_us
+    new_rows: list[dict[str, Any]] = []
+    result: list[Instance] = []
+    history = ch.history
+    events = ch.events
+    for given in instances:
+        key = given.dedupe_key
+        if key is not None:
+            live = holders.get(key)
+            if live is not None:
+                result.append(detach(live))
+                continue
+        # One copy: what is stored is written as values, and this copy is returned.
+        stored = detach(given)
+        stored.state = State.SCHEDULED
+        stored.created_at = stored.created_at or now
+        scheduled = stored.scheduled_at = stored.scheduled_at or now
+        stored.updated_at = now
+        args, kwargs = stored.args, stored.kwargs
+        new_rows.append(
+            instance_params(
+                stored, dumps(args) if args else "[]", dumps(kwargs) if kwargs else "{}"
+            )
+        )
+        # The history records Created and Scheduled (as Changes.record writes them; the
+        # details of Scheduled spelled out: an ISO time needs no JSON escaping).
+        uuid, kind, attempt = stored.uuid, stored.kind, stored.attempts
+        history.append(
+            {"uuid": uuid, "kind": kind, "state": _CREATED, "ts_us": now_us,
+             "attempt": attempt, "details": "{}"}
+        )  # fmt: skip
+        history.append(
+            {"uuid": uuid, "kind": kind, "state": _SCHEDULED, "ts_us": now_us,
+             "attempt": attempt, "details": f'{{"due":"{scheduled.isoformat()}"}}'}
+        )  # fmt: skip
+        events.append(Event(EventType.STATE, uuid, kind, State.SCHEDULED))
+        if key is not None:
+            holders[key] = stored
+        result.append(stored)
+    return result, new_rows
+
+
+async def add(tx: Tx, instances: Sequence[Instance]) -> list[Instance]:
+    ch = Changes(await tx.now())
+    added, new_rows = await _insert(tx, instances, ch)
+    if added:
+        earliest = min(i.scheduled_at or ch.now for i in added)
+        ch.due(earliest, added[0].kind if len(added) == 1 else None)
+    await tx.write(new_rows, ch)
+    return added
+
+
+async def claim(
+    tx: Tx, node_id: str, kinds: Collection[str] | None, limit: int, lease: float
+) -> list[Instance]:
+    st = tx.st
+    nonce = os.urandom(8).hex()
+    lease_us = round(lease * 1_000_000)
+    details = dumps({"node": node_id})
+    origin = dumps(tx.origin)
+    if kinds is None:
+        rows = await tx.conn.fetch(
+            st.claim_any, limit, node_id, nonce, lease_us, details, tx.channel, origin
+        )
+    else:
+        rows = await tx.conn.fetch(
+            st.claim_kinds, limit, node_id, nonce, lease_us, details, tx.channel,
+            list(kinds), origin,
+        )  # fmt: skip
+    if not rows:
+        return []
+    # RETURNING gives no order: restore the claim's (priority, due time, seq).
+    loaded = [(instance_from_row(row[:-1]), row[8], row[0]) for row in rows]
+    loaded.sort(key=lambda item: (item[0].policy.priority, item[1], item[2]))
+    claimed = [inst for inst, _, _ in loaded]
+    # Delivered in-process; NOTIFY was sent by the statement itself.
+    tx.events.extend(
+        Event(EventType.STATE, inst.uuid, inst.kind, State.PROCESSING, node_id) for inst in claimed
+    )
+    tx.notified = len(tx.events)
+    return claimed
+
+
+async def next_due(tx: Tx, kinds: Collection[str] | None) -> datetime | None:
+    if kinds is None:
+        value = await tx.conn.fetchval(tx.st.next_due_any)
+    else:
+        value = await tx.conn.fetchval(tx.st.next_due_kinds, list(kinds))
+    return None if value is None else from_us(value)
+
+
+async def extend_leases(tx: Tx, tokens: Collection[str], lease: float) -> LeaseReply:
+    wanted = list(dict.fromkeys(tokens))
+    uuids = [t.partition("/")[0] for t in wanted]
+    rows = await tx.conn.fetch(tx.st.extend_leases, uuids, wanted, round(lease * 1_000_000))
+    extended = frozenset(row[0] for row in rows)
+    cancel = frozenset(row[0] for row in rows if row[1])
+    return LeaseReply(extended, frozenset(wanted) - extended, cancel)
+
+
+async def finish_many(
+    tx: Tx, items: Sequence[tuple[str, Outcome]], returning: bool
+) -> list[Instance | LeaseLost | None]:
+    found, now = await _lock(tx, {token.partition("/")[0] for token, _ in items})
+    ch = Changes(now)
+    results = [
+        finish_one(found.get(token.partition("/")[0]), token, outcome, ch, returning)
+        for token, outcome in items
+    ]
+    if ch.dirty or ch.history:
+        await tx.write((), ch)
+    return results
+
+
+MISS: Any = object()
+"""In :func:`complete`'s result: an item to judge the general way (:func:`finish_many`)."""
+
+
+def completes_simply(outcome: Outcome) -> bool:
+    """True for an outcome :func:`complete` can apply: a plain success."""
+    return (
+        outcome.state is State.COMPLETED
+        and outcome.retry_at is None
+        and not outcome.counts_as_failure
+        and outcome.error_message is None
+    )
+
+
+async def complete(
+    tx: Tx, items: Sequence[tuple[str, Outcome]], returning: bool
+) -> list[Instance | None]:
+    """Complete attempts in one statement (every outcome :func:`completes_simply`); an
+    item whose token no longer holds its lease (or a repeated one) comes back as
+    :data:`MISS`, unchanged, for :func:`finish_many` to judge."""
+    uuids = []
+    results = []
+    rests = []
+    for token, outcome in items:
+        uuids.append(token.partition("/")[0])
+        results.append(None if outcome.result is None else dumps(outcome.result))
+        info = outcome_details(outcome, None)
+        del info["node"]  # put back first by the statement, from the row
+        rests.append(dumps(info))
+    tokens = [token for token, _ in items]
+    statement = tx.st.complete if returning else tx.st.complete_quiet
+    rows = await tx.conn.fetch(
+        statement, uuids, tokens, results, rests, tx.channel, dumps(tx.origin)
+    )
+    done: list[Instance | None] = [MISS] * len(items)
+    for row in sorted(rows, key=lambda r: int(r[-2])):
+        position = row[-2] - 1
+        if returning:
+            inst = instance_from_row(row[:-2])
+            done[position] = inst
+            kind, node_id = inst.kind, inst.node_id
+        else:
+            done[position] = None
+            kind, node_id = row[1], row[2]
+        tx.events.append(Event(EventType.STATE, uuids[position], kind, State.COMPLETED, node_id))
+    tx.notified = len(tx.events)
+    return done
+
+
+async def request_cancel(tx: Tx, query: InstanceQuery) -> list[Instance]:
+    ch = Changes(await tx.now())
+    matched = []
+    statement = tx.st.core.to_cancel(query).with_for_update()
+    for row in await tx.query(statement):
+        inst = instance_from_row(_seq(row))
+        cancel_one(inst, ch)
+        matched.append(detach(inst))
+    if ch.dirty or ch.events:
+        await tx.write((), ch)
+    return matched
+
+
+async def reap_expired(tx: Tx) -> list[Instance]:
+    ch = Changes(await tx.now())
+    reaped = []
+    for row in await tx.conn.fetch(tx.st.lock_expired, ch.now_us):
+        inst = instance_from_row(_seq(row))
+        reap_one(inst, ch)
+        reaped.append(detach(inst))
+    if reaped:
+        await tx.write((), ch)
+    return reaped
+
+
+async def requeue(tx: Tx, uuid: str, due: datetime) -> Instance:
+    found, now = await _lock(tx, [uuid])
+    inst = found.get(uuid)
+    if inst is None:
+        raise InstanceNotFound(uuid)
+    if inst.state not in FINAL:
+        raise InvalidTransition(f"instance {uuid} is {inst.state.value}, not final")
+    key = inst.dedupe_key
+    if key is not None:
+        holder = await tx.conn.fetchval(tx.st.other_live_holder, key, uuid)
+        if holder is not None:
+            raise InvalidTransition(f"another instance ({holder}) holds dedupe key {key!r}")
+    ch = Changes(now)
+    requeue_one(inst, due, ch)
+    await tx.write((), ch)
+    return detach(inst)
+
+
+# -- lookups ----------------------------------------------------------------------------------
+
+
+async def now(tx: Tx) -> datetime:
+    return await tx.now()
+
+
+async def get(tx: Tx, uuid: str) -> Instance | None:
+    row = await tx.conn.fetchrow(tx.st.by_uuid, uuid)
+    return None if row is None else instance_from_row(_seq(row))
+
+
+async def lookup(tx: Tx, query: InstanceQuery) -> list[Instance]:
+    return _instances(await tx.query(tx.st.core.lookup(query)))
+
+
+async def counts(tx: Tx) -> dict[tuple[str, State], int]:
+    rows = await tx.conn.fetch(tx.st.counts)
+    return {(kind, State(state)): n for kind, state, n in rows}
+
+
+async def history(tx: Tx, query: HistoryQuery) -> list[HistoryRecord]:
+    return [history_record(_seq(row)) for row in await tx.query(tx.st.core.history(query))]
+
+
+async def logs(tx: Tx, query: LogQuery) -> list[LogRecord]:
+    return [log_record(_seq(row)) for row in await tx.query(tx.st.core.logs(query))]
+
+
+async def append_logs(tx: Tx, records: Sequence[LogRecord]) -> None:
+    rows = [log_params(rec) for rec in records]
+    events: dict[str, Event] = {}
+    for rec in records:
+        events.setdefault(rec.uuid, Event(EventType.LOG, rec.uuid, rec.kind))
+    tx.events.extend(events.values())
+    args: list[Any] = [[row[c] for row in rows] for c in LOG_INSERT_COLUMNS]
+    await tx.conn.execute(tx.st.insert_logs, *args, tx.payloads(), tx.channel)
+
+
+# -- schedules ----------------------------------------------------------------------------------
+
+
+async def get_schedule(tx: Tx, schedule_id: str, *, lock: bool = False) -> ScheduleRecord | None:
+    statement = tx.st.core.schedule_by_id
+    if lock:
+        statement = tx.st.locked_schedule
+    rows = await tx.core_rows(statement, {"p_id": schedule_id})
+    return schedule_from_row(_seq(rows[0])) if rows else None
+
+
+async def list_schedules(tx: Tx, kind: str | None) -> list[ScheduleRecord]:
+    core = tx.st.core
+    if kind is None:
+        rows = await tx.core_rows(core.all_schedules)
+    else:
+        rows = await tx.core_rows(core.schedules_of_kind, {"p_kind": kind})
+    return [schedule_from_row(_seq(row)) for row in rows]
+
+
+async def _store_schedule(tx: Tx, record: ScheduleRecord) -> None:
+    params = schedule_params(record)
+    params["b_id"] = params.pop("id")
+    await tx.core(tx.st.core.update_schedule, params)
+
+
+async def put_schedule(tx: Tx, record: ScheduleRecord) -> ScheduleRecord:
+    existing = await get_schedule(tx, record.id, lock=True)
+    if existing is not None and existing.same_definition(record):
+        return existing
+    now = await tx.now()
+    stored = record.copy()
+    stored.updated_at = now
+    if existing is None:
+        stored.created_at = now
+        # A node declaring the same schedule at the same time: a unique violation, and
+        # the transaction runs again (then finds it).
+        await tx.core(tx.st.core.insert_schedule, schedule_params(stored))
+    else:
+        stored.created_at = existing.created_at
+        stored.paused = existing.paused
+        stored.fired_count = existing.fired_count
+        stored.skipped_count = existing.skipped_count
+        stored.recent_skips = list(existing.recent_skips)
+        stored.last_fire_at = existing.last_fire_at
+        stored.last_instance = existing.last_instance
+        await _store_schedule(tx, stored)
+    tx.events.append(Event(EventType.SCHEDULE, schedule_id=record.id, due=stored.next_fire_at))
+    return stored.copy()
+
+
+async def set_schedule_paused(
+    tx: Tx, schedule_id: str, paused: bool, next_fire_at: datetime | None
+) -> ScheduleRecord:
+    found = await get_schedule(tx, schedule_id, lock=True)
+    if found is None:
+        raise ScheduleNotFound(schedule_id)
+    found.paused = paused
+    if next_fire_at is not None:
+        found.next_fire_at = next_fire_at
+    found.updated_at = await tx.now()
+    await _store_schedule(tx, found)
+    tx.events.append(Event(EventType.SCHEDULE, schedule_id=schedule_id, due=found.next_fire_at))
+    return found
+
+
+async def delete_schedule(tx: Tx, schedule_id: str) -> bool:
+    status = await tx.core(tx.st.core.delete_schedule, {"p_id": schedule_id})
+    existed = _count(status) > 0
+    if existed:
+        tx.events.append(Event(EventType.SCHEDULE, schedule_id=schedule_id))
+    return existed
+
+
+async def fire_schedule(
+    tx: Tx,
+    schedule_id: str,
+    expected_next_fire_at: datetime,
+    next_fire_at: datetime,
+    instances: Sequence[Instance],
+    skipped: Sequence[tuple[datetime, str]],
+    skipped_count: int,
+) -> list[Instance] | None:
+    # The row lock makes the compare-and-set exact across nodes.
+    found = await get_schedule(tx, schedule_id, lock=True)
+    if found is None or found.paused or found.next_fire_at != expected_next_fire_at:
+        return None
+    ch = Changes(await tx.now())
+    now = ch.now
+    given = []
+    for inst in instances:
+        slot = inst.fire_time
+        if inst.dedupe_key is None and slot is not None:
+            inst = inst.snapshot()  # leave the caller's instance as it was
+            inst.dedupe_key = slot_key(schedule_id, slot)
+        given.append(inst)
+    added, new_rows = await _insert(tx, given, ch)
+    found.next_fire_at = next_fire_at
+    found.updated_at = now
+    if added:
+        found.last_fire_at = added[-1].fire_time
+        found.last_instance = added[-1].uuid
+        found.fired_count += len(added)
+        ch.due(min(i.scheduled_at or now for i in added), found.kind)
+    found.skipped_count += skipped_count
+    if skipped:
+        found.recent_skips = (found.recent_skips + list(skipped))[-_SKIP_RECORD_LIMIT:]
+    await _store_schedule(tx, found)
+    await tx.write(new_rows, ch)
+    return added
+
+
+# -- retention ---------------------------------------------------------------------------------
+
+
+async def prune(tx: Tx, before: datetime) -> PruneResult:
+    core = tx.st.core
+    params = {"p_before": to_us(before)}
+    # History and logs first: their statements find the pruned instances by subquery.
+    history_count = _count(await tx.core(core.prune_history, params))
+    log_count = _count(await tx.core(core.prune_logs, params))
+    instance_count = _count(await tx.core(core.prune_instances, params))
+    return PruneResult(instance_count, history_count, log_count)
+
+
+def _count(status: str) -> int:
+    """The row count of a command status (``"DELETE 3"``)."""
+    tail = status.rpartition(" ")[2]
+    return int(tail) if tail.isdigit() else 0
+
+
+async def schema_revision(conn: asyncpg.Connection, version_table: str) -> str | None:
+    """The Alembic revision of the schema (None: no version table)."""
+    quoted = '"' + version_table.replace('"', '""') + '"'
+    if await conn.fetchval("SELECT to_regclass($1)::text", quoted) is None:
+        return None
+    revision: str | None = await conn.fetchval(f"SELECT version_num FROM {quoted}")
+    return revision

@@ -1,0 +1,355 @@
+"""Every SQL statement the PostgreSQL store runs, named and described in one place.
+
+Two kinds:
+
+* **Hand-tuned statements** for the hot paths, written here as SQL text for asyncpg
+  (``$n`` parameters): the claim (one statement: pick with ``FOR UPDATE SKIP
+  LOCKED``, update, Processing history, NOTIFY), batch inserts and write-backs
+  through ``unnest`` of one array per column, lease extension, locked loads. Their
+  column lists and array types come from the SQLAlchemy schema
+  (:func:`~.schema.make_metadata`), so they follow it.
+* **SQLAlchemy Core statements** for everything else: the builders of
+  :class:`~.statements.Statements` (lookups, history, logs, schedules, retention),
+  compiled for asyncpg by :func:`compile_pg` (fixed ones once, cached).
+
+Time is the database's: :data:`NOW_US` is ``now()`` (the transaction's start) in
+epoch microseconds, the unit of every ``*_us`` column.
+
+Tables are named without a schema: the store's connections set ``search_path``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Column, Select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.sql import ClauseElement
+
+from ...state import State
+from .rows import INSTANCE_COLUMNS, MUTABLE_COLUMNS
+from .schema import ACTIVE_STATE_VALUES, Tables
+from .statements import Statements
+
+__all__ = [
+    "HISTORY_INSERT_COLUMNS",
+    "INSTANCE_INSERT_COLUMNS",
+    "LOG_INSERT_COLUMNS",
+    "NOTIFY_CHUNK_LIMIT",
+    "NOW_US",
+    "PgStatements",
+    "compile_pg",
+]
+
+NOW_US = "(extract(epoch from now()) * 1000000)::bigint"
+"""The database's clock (the current transaction's start) in epoch microseconds."""
+
+NOTIFY_CHUNK_LIMIT = 7900
+"""Most bytes in one NOTIFY payload (PostgreSQL's limit is 8000)."""
+
+_CLAIM_CHUNK = 4500
+"""Bytes of claim events started in one NOTIFY payload built by SQL: one event is at
+most about 3,200 bytes (uuid, and a kind and a node id of 255 characters escaped), so a
+payload stays under 8,000 bytes."""
+
+MAX_NOTIFY_CHUNKS = 16
+"""A transaction whose events need more payloads than this sends one ``resync`` marker."""
+
+INSTANCE_INSERT_COLUMNS = (
+    "uuid",
+    "kind",
+    "priority",
+    "policy",
+    "args",
+    "kwargs",
+    "created_us",
+    "dedupe_key",
+    "schedule_id",
+    "fire_us",
+    *MUTABLE_COLUMNS,
+)
+"""The columns of a new instance row (all but ``seq``), in the order of
+:meth:`PgStatements.insert_instances`' arrays."""
+
+HISTORY_INSERT_COLUMNS = ("uuid", "kind", "state", "ts_us", "attempt", "details")
+LOG_INSERT_COLUMNS = ("uuid", "kind", "ts_us", "level", "message", "attempt", "logger")
+
+_DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+_DDL_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def compile_pg(statement: ClauseElement) -> tuple[str, list[str], dict[str, Any]]:
+    """A SQLAlchemy statement as asyncpg SQL: the text, the names of its ``$n``
+    parameters in order, and the values bound in the statement itself."""
+    compiled = statement.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
+    names = list(getattr(compiled, "positiontup", None) or [])
+    return compiled.string, names, dict(compiled.params)
+
+
+def _array_type(column: Column[Any]) -> str:
+    """The PostgreSQL array type of a column's values (``varchar(36)[]``...)."""
+    return f"{column.type.compile(dialect=_DDL_DIALECT).lower()}[]"
+
+
+def _state(state: State) -> str:
+    return f"'{state.value}'"
+
+
+_LIVE = "state IN ({})".format(", ".join(f"'{v}'" for v in ACTIVE_STATE_VALUES))
+
+
+class PgStatements:
+    """The statements of one table prefix; attribute docstrings describe each."""
+
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables
+        self.core = Statements(tables)
+        """The SQLAlchemy Core statements and query builders (compiled by :meth:`sql`)."""
+        self._cache: dict[int, tuple[str, list[str], dict[str, Any]]] = {}
+        i = tables.instances
+        lg = tables.logs
+        ti = i.name
+        cols = ", ".join(INSTANCE_COLUMNS)
+
+        self.now = f"SELECT {NOW_US}"
+        """The database's clock, in epoch microseconds."""
+
+        # -- instances: reads -------------------------------------------------------------
+        self.by_uuid = f"SELECT {cols} FROM {ti} WHERE uuid = $1"
+        """The instance ``$1``."""
+
+        self.lock_by_uuids = (
+            f"SELECT {cols}, {NOW_US} FROM {ti} WHERE uuid = ANY($1::varchar[]) "
+            "ORDER BY uuid FOR UPDATE"
+        )
+        """The instances whose uuid is in ``$1``, locked (in uuid order, so that two
+        transactions locking overlapping sets cannot deadlock), each row followed by the
+        database's now."""
+
+        self.live_by_keys = (
+            f"SELECT {cols} FROM {ti} WHERE dedupe_key = ANY($1::varchar[]) AND {_LIVE}"
+        )
+        """The non-final instances holding one of the dedupe keys ``$1`` (at most one per
+        key: the live dedupe index)."""
+
+        self.other_live_holder = (
+            f"SELECT uuid FROM {ti} WHERE dedupe_key = $1 AND {_LIVE} AND uuid <> $2"
+        )
+        """A non-final instance other than ``$2`` holding dedupe key ``$1``."""
+
+        self.lock_expired = (
+            f"SELECT {cols} FROM {ti} WHERE state = {_state(State.PROCESSING)} "
+            f"AND lease_us < $1 ORDER BY seq FOR UPDATE SKIP LOCKED"
+        )
+        """Processing instances whose lease ran out before ``$1``, locked; rows another
+        transaction holds (a finish in flight) are left for the next round."""
+
+        self.counts = f"SELECT kind, state, count(*) FROM {ti} GROUP BY kind, state"
+        """Number of instances per (kind, state)."""
+
+        self.next_due_any = (
+            f"SELECT min(scheduled_us) FROM {ti} WHERE state = {_state(State.SCHEDULED)}"
+        )
+        """The earliest due time of the Scheduled instances."""
+        self.next_due_kinds = self.next_due_any + " AND kind = ANY($1::varchar[])"
+        """The earliest due time of the Scheduled instances of the kinds ``$1``."""
+
+        # -- instances: writes --------------------------------------------------------------
+        self.write, self.write_arity = _write_statement(tables)
+        """Every write of a transition, NOTIFY included, in one statement: insert new
+        instances (one array per :data:`INSTANCE_INSERT_COLUMNS`, in array order, so their
+        ``seq`` is insertion order), write back changed ones (their uuids, then one array
+        per :data:`MUTABLE_COLUMNS`), append history records (one array per
+        :data:`HISTORY_INSERT_COLUMNS`), then NOTIFY each payload of an array on a channel
+        (the last two parameters). Empty arrays write nothing."""
+
+        self.extend_leases = (
+            f"WITH mine AS (SELECT seq FROM {ti} WHERE uuid = ANY($1::varchar[]) "
+            f"AND claim_token = ANY($2::varchar[]) AND state = {_state(State.PROCESSING)} "
+            f"AND lease_us >= {NOW_US} ORDER BY uuid FOR UPDATE) "
+            f"UPDATE {ti} AS i SET lease_us = {NOW_US} + $3 FROM mine WHERE i.seq = mine.seq "
+            "RETURNING i.claim_token, i.cancel_requested"
+        )
+        """Extend to now + ``$3`` µs every unexpired lease held by one of the tokens
+        ``$2`` (whose instances are ``$1``); returns the tokens extended and whether their
+        instance has a cancel request."""
+
+        self.claim_any = self._claim(kinds=False)
+        """The claim, of any kind (see :meth:`_claim`)."""
+        self.claim_kinds = self._claim(kinds=True)
+        """The claim, of the kinds ``$7`` (see :meth:`_claim`)."""
+        self.complete = self._complete(returning=True)
+        """Complete attempts, returning their instances (see :meth:`_complete`)."""
+        self.complete_quiet = self._complete(returning=False)
+        """Complete attempts, returning their uuids only (see :meth:`_complete`)."""
+
+        # -- history, logs, notifications -----------------------------------------------------
+        self.insert_logs = (
+            "WITH l AS ("
+            + _insert_unnest(lg, LOG_INSERT_COLUMNS)
+            + f") SELECT count(pg_notify(${len(LOG_INSERT_COLUMNS) + 2}, p)) "
+            f"FROM unnest(${len(LOG_INSERT_COLUMNS) + 1}::text[]) AS p"
+        )
+        """Append log records (one array per :data:`LOG_INSERT_COLUMNS`) and NOTIFY the
+        payloads ``$8`` on channel ``$9``, in one statement."""
+
+        self.locked_schedule: Select[Any] = self.core.schedule_by_id.with_for_update()
+        """The schedule ``p_id``, locked (SQLAlchemy Core)."""
+
+        self.notify = "SELECT count(pg_notify($2, p)) FROM unnest($1::text[]) AS p"
+        """NOTIFY each payload of ``$1`` on channel ``$2`` (delivered at commit)."""
+
+    def _claim(self, *, kinds: bool) -> str:
+        """Claim in one statement (an implicit transaction of its own).
+
+        Picks up to ``$1`` Scheduled instances due now without a cancel request (of the
+        kinds ``$7``), by priority, due time and insertion order, skipping rows other
+        claims hold (``FOR UPDATE SKIP LOCKED``); moves them to Processing for node
+        ``$2`` under a lease of ``$4`` µs with a fresh claim token ``<uuid>/$3``;
+        appends their Processing history records (details ``$5``); and NOTIFYs their
+        state events on channel ``$6``, packed into payloads of at most about 8,000
+        bytes (``[origin, event...]``, origin ``$8`` as JSON text), or one ``resync``
+        marker when there would be more than :data:`MAX_NOTIFY_CHUNKS`. Returns the
+        claimed rows (:data:`INSTANCE_COLUMNS`, in no particular order) and, in a last
+        column, the number of payloads sent.
+        """
+        t = self.tables
+        ti, th = t.instances.name, t.history.name
+        kind_filter = " AND kind = ANY($7::varchar[])" if kinds else ""
+        icols = ", ".join(f"i.{name}" for name in INSTANCE_COLUMNS)
+        cols = ", ".join(INSTANCE_COLUMNS)
+        origin = "$8" if kinds else "$7"
+        return (
+            f"WITH due AS (SELECT seq FROM {ti} WHERE state = {_state(State.SCHEDULED)} "
+            f"AND scheduled_us <= {NOW_US} AND NOT cancel_requested{kind_filter} "
+            "ORDER BY priority, scheduled_us, seq LIMIT $1 FOR UPDATE SKIP LOCKED), "
+            f"claimed AS (UPDATE {ti} AS i SET state = {_state(State.PROCESSING)}, "
+            "node_id = $2, claim_token = i.uuid || '/' || $3, "
+            f"lease_us = {NOW_US} + $4, attempts = i.attempts + 1, "
+            f"processed_us = {NOW_US}, updated_us = {NOW_US} "
+            f"FROM due WHERE i.seq = due.seq RETURNING {icols}), "
+            f"h AS (INSERT INTO {th} ({', '.join(HISTORY_INSERT_COLUMNS)}) "
+            f"SELECT uuid, kind, {_state(State.PROCESSING)}, {NOW_US}, attempts, $5 "
+            "FROM claimed ORDER BY seq), "
+            + _notify_ctes("claimed", "seq", State.PROCESSING, origin, "$6")
+            + f" SELECT {cols}, (SELECT n FROM sent) FROM claimed"
+        )
+
+    def _complete(self, *, returning: bool) -> str:
+        """Complete attempts in one statement (an implicit transaction of its own): the
+        batch acknowledgement of the common case, a successful attempt.
+
+        For each ``($1 uuid, $2 claim token, $3 result JSON, $4 history details)``,
+        in array order: if the token still holds an unexpired lease, the instance
+        becomes Completed (result set, errors cleared, lease dropped), with its history
+        record (details ``$4`` with the node put first); the state events go out by
+        NOTIFY on ``$5`` (origin ``$6``). Items whose token does not hold the lease are
+        left alone (the caller judges them the general way). Returns, per completed
+        item, the instance row (:data:`INSTANCE_COLUMNS`, or with ``returning`` false
+        ``uuid, kind, node_id``), then its position in the arrays (1-based) and the number of
+        payloads sent.
+        """
+        t = self.tables
+        ti, th = t.instances.name, t.history.name
+        completed = _state(State.COMPLETED)
+        back = INSTANCE_COLUMNS if returning else ("uuid", "kind", "node_id")
+        returned = ", ".join(f"i.{c}" for c in dict.fromkeys((*back, "attempts")))
+        return (
+            "WITH v AS (SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::text[], "
+            "$4::text[]) WITH ORDINALITY AS v(uuid, token, result, rest, n)), "
+            # Row locks in uuid order, as every other batch takes them: no deadlock with
+            # a lease extension of the same attempts.
+            f"lk AS (SELECT seq FROM {ti} WHERE uuid = ANY($1::varchar[]) "
+            "ORDER BY uuid FOR UPDATE), "
+            f"done AS (UPDATE {ti} AS i SET state = {completed}, result = v.result, "
+            f"completed_us = {NOW_US}, error_message = NULL, error_type = NULL, "
+            f"traceback = NULL, lease_us = NULL, updated_us = {NOW_US}, "
+            f"finished_us = GREATEST({NOW_US}, i.terminated_us, i.canceled_us, i.timed_out_us) "
+            "FROM v, lk WHERE i.seq = lk.seq AND i.uuid = v.uuid AND i.claim_token = v.token "
+            f"AND i.state = {_state(State.PROCESSING)} AND i.lease_us >= {NOW_US} "
+            f"RETURNING {returned}, "
+            "v.n AS n, v.rest AS rest), "
+            f"h AS (INSERT INTO {th} ({', '.join(HISTORY_INSERT_COLUMNS)}) "
+            f"SELECT uuid, kind, {completed}, {NOW_US}, attempts, "
+            """'{"node":' || coalesce(to_json(node_id)::text, 'null') || ',' """
+            "|| substr(rest, 2) FROM done ORDER BY n), "
+            + _notify_ctes("done", "n", State.COMPLETED, "$6", "$5")
+            + f" SELECT {', '.join(back)}, n, (SELECT n FROM sent) FROM done"
+        )
+
+    def sql(self, statement: ClauseElement) -> tuple[str, list[str], dict[str, Any]]:
+        """:func:`compile_pg` of a fixed statement of :attr:`core`, compiled once."""
+        key = id(statement)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = compile_pg(statement)
+        return found
+
+
+def _notify_ctes(source: str, order: str, state: State, origin: str, channel: str) -> str:
+    """CTEs that NOTIFY the ``state`` events of the rows of ``source`` (``uuid``, ``kind``,
+    ``node_id``, ordered by ``order``) on ``channel``: payloads ``[origin, event...]``
+    (``origin`` is a parameter holding JSON text) of at most about 8,000 bytes, or one
+    ``resync`` marker when there would be more than :data:`MAX_NOTIFY_CHUNKS`. The
+    statement must select ``(SELECT n FROM sent)`` (the number of payloads sent), or the
+    CTEs do not run."""
+    return (
+        f"items AS (SELECT {order} AS o, json_build_array("
+        f"'state', uuid, kind, {_state(state)}, node_id)::text AS item FROM {source}), "
+        "chunked AS (SELECT o, item, (sum(octet_length(item) + 1) OVER (ORDER BY o) "
+        f"- octet_length(item) - 1) / {_CLAIM_CHUNK} AS chunk FROM items), "
+        "payloads AS (SELECT CASE WHEN (SELECT max(chunk) FROM chunked) "
+        f">= {MAX_NOTIFY_CHUNKS} THEN '[' || {origin} || ',\"resync\"]' "
+        f"ELSE '[' || {origin} || ',' || string_agg(item, ',' ORDER BY o) || ']' END "
+        "AS payload FROM chunked GROUP BY chunk), "
+        f"sent AS (SELECT count(pg_notify({channel}, payload)) AS n FROM "
+        "(SELECT DISTINCT payload FROM payloads) AS p)"
+    )
+
+
+def _write_statement(tables: Tables) -> tuple[str, int]:
+    i, h = tables.instances, tables.history
+    n = 0
+
+    def arrays(table: Any, columns: Sequence[str]) -> str:
+        nonlocal n
+        first = n + 1
+        n += len(columns)
+        return ", ".join(
+            f"${k}::{_array_type(table.c[name])}" for k, name in enumerate(columns, start=first)
+        )
+
+    def names(columns: Sequence[str]) -> str:
+        return ", ".join(columns)
+
+    new_arrays = arrays(i, INSTANCE_INSERT_COLUMNS)
+    changed_arrays = arrays(i, ("uuid", *MUTABLE_COLUMNS))
+    history_arrays = arrays(h, HISTORY_INSERT_COLUMNS)
+    payloads, channel = n + 1, n + 2
+    assignments = ", ".join(f"{name} = v.{name}" for name in MUTABLE_COLUMNS)
+    sql = (
+        f"WITH ins AS (INSERT INTO {i.name} ({names(INSTANCE_INSERT_COLUMNS)}) "
+        f"SELECT {names(INSTANCE_INSERT_COLUMNS)} FROM unnest({new_arrays}) "
+        f"WITH ORDINALITY AS r({names(INSTANCE_INSERT_COLUMNS)}, n) ORDER BY n), "
+        f"upd AS (UPDATE {i.name} AS i SET {assignments} FROM unnest({changed_arrays}) "
+        f"AS v(uuid, {names(MUTABLE_COLUMNS)}) WHERE i.uuid = v.uuid), "
+        f"hist AS (INSERT INTO {h.name} ({names(HISTORY_INSERT_COLUMNS)}) "
+        f"SELECT {names(HISTORY_INSERT_COLUMNS)} FROM unnest({history_arrays}) "
+        f"WITH ORDINALITY AS r({names(HISTORY_INSERT_COLUMNS)}, n) ORDER BY n) "
+        f"SELECT count(pg_notify(${channel}, p)) FROM unnest(${payloads}::text[]) AS p"
+    )
+    return sql, channel
+
+
+def _insert_unnest(table: Any, columns: Sequence[str]) -> str:
+    """``INSERT INTO table (columns) SELECT ... FROM unnest($1, $2, ...)`` in array order."""
+    arrays = ", ".join(
+        f"${k}::{_array_type(table.c[name])}" for k, name in enumerate(columns, start=1)
+    )
+    names = ", ".join(columns)
+    return (
+        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays}) "
+        f"WITH ORDINALITY AS r({names}, n) ORDER BY n"
+    )

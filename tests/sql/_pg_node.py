@@ -1,0 +1,85 @@
+"""A gojob node for the PostgreSQL multi-process tests (run as a script, not collected).
+
+``python _pg_node.py URL SCHEMA DIR NAME MODE``: opens a manager on the PostgreSQL
+schema, registers the jobs below, touches ``DIR/ready-NAME``, and runs until
+``DIR/stop`` exists (then drains and exits). Every execution start is appended to
+``DIR/started-NAME`` as ``<uuid> <attempt>`` (flushed at once: the file survives a
+``kill -9``), and every cancelled attempt to ``DIR/canceled-NAME``.
+
+Modes: ``fast`` (the ``noop`` and ``tick`` jobs return at once; big batches),
+``slow`` (``work`` sleeps 60 s: to be killed or cancelled), ``rescue`` (``work``
+returns at once, a short lease and reap interval), ``cron`` (declares the ``tick``
+schedule, every second, like every other node).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import trio
+
+import gojob
+from gojob.store.sql.postgres import PostgresStore
+
+LEASE = 1.0
+"""Short, so that a killed node's work is rescued quickly (extended every lease/3)."""
+
+
+class Node:
+    def __init__(self, out: Path, name: str, mode: str) -> None:
+        self.name = name
+        self.mode = mode
+        self.started = (out / f"started-{name}").open("a", buffering=1)
+        self.canceled = (out / f"canceled-{name}").open("a", buffering=1)
+
+    def record(self, inst: gojob.Instance) -> None:
+        self.started.write(f"{inst.uuid} {inst.attempts}\n")
+
+    async def noop(self, inst: gojob.Instance) -> None:
+        self.record(inst)
+
+    async def work(self, inst: gojob.Instance) -> None:
+        self.record(inst)
+        if self.mode == "slow":
+            try:
+                await trio.sleep(60)
+            except trio.Cancelled:
+                self.canceled.write(f"{inst.uuid} {time.time()}\n")
+                raise
+
+    async def tick(self, inst: gojob.Instance) -> None:
+        self.record(inst)
+
+
+async def main(url: str, schema: str, out: Path, name: str, mode: str) -> None:
+    node = Node(out, name, mode)
+    store = PostgresStore(url, schema=schema)
+    fast = mode == "fast"
+    async with gojob.open_manager(
+        store,
+        node_id=name,
+        capture_logging=False,
+        drain_grace=0.5,
+        poll_interval=1.0,
+        workers=50 if fast else 4,
+        prefetch=50 if fast else 0,
+        lease=30.0 if fast else LEASE,
+        reap_interval=0.2 if mode == "rescue" else None,
+    ) as manager:
+        manager.register(gojob.Job("noop", node.noop))
+        manager.register(gojob.Job("work", node.work))
+        manager.register(gojob.Job("tick", node.tick))
+        if mode == "cron":
+            await manager.schedule("tick", cron="* * * * * *", id="every-second")
+        await trio.Path(out / f"ready-{name}").touch()
+        while not await trio.Path(out / "stop").exists():  # noqa: ASYNC110 - set by the test
+            await trio.sleep(0.05)
+
+
+if __name__ == "__main__":
+    _, url, schema, out, name, mode = sys.argv
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    trio.run(main, url, schema, Path(out), name, mode)

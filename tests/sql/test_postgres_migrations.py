@@ -1,0 +1,150 @@
+"""Migrations on PostgreSQL: the same Alembic revisions as SQLite, run through psycopg,
+in a schema of their own."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from gojob.errors import StoreUnavailable
+from gojob.store.sql import DEFAULT_PREFIX, make_metadata, migrate
+from gojob.store.sql.schema import version_table
+
+from ._postgres import create_schema, drop_schema, postgres_url, sql
+
+
+@pytest.fixture
+def empty_schema() -> Iterator[tuple[str, str]]:
+    """``(url, schema)``: a new schema without tables, dropped afterwards."""
+    try:
+        url = postgres_url()
+        name = create_schema(url, migrate_to_head=False)
+    except StoreUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield url, name
+    finally:
+        drop_schema(url, name)
+
+
+def tables(url: str, schema: str) -> set[str]:
+    rows = sql(url, "SELECT tablename FROM pg_tables WHERE schemaname = %s", schema)
+    return {name for (name,) in rows}
+
+
+def schema_diff(url: str, schema: str, prefix: str = DEFAULT_PREFIX) -> list[Any]:
+    """Autogenerate's differences between the schema and ``make_metadata(prefix)``."""
+    metadata = make_metadata(prefix)
+
+    def ours(name: str | None, type_: str, _parents: Any) -> bool:
+        return type_ != "table" or name in metadata.tables
+
+    engine = sa.create_engine(
+        migrate.sync_url(url), connect_args={"options": f"-c search_path={schema}"}
+    )
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn,
+                opts={
+                    "version_table": version_table(prefix),
+                    "include_name": ours,
+                    "compare_type": True,
+                    "compare_server_default": True,
+                },
+            )
+            return list(compare_metadata(context, metadata))
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_gives_exactly_the_models_then_downgrade_and_upgrade_again(
+    empty_schema: tuple[str, str],
+) -> None:
+    url, schema = empty_schema
+    assert migrate.current(url, schema=schema) is None
+    assert not migrate.check(url, schema=schema)
+    migrate.upgrade(url, schema=schema)
+    assert migrate.current(url, schema=schema) == migrate.head()
+    assert migrate.check(url, schema=schema)
+    assert set(make_metadata().tables) <= tables(url, schema)
+    assert schema_diff(url, schema) == []
+
+    migrate.downgrade(url, "base", schema=schema)
+    assert migrate.current(url, schema=schema) is None
+    assert tables(url, schema) == {version_table()}
+
+    migrate.upgrade(url, schema=schema)
+    assert schema_diff(url, schema) == []
+
+
+def test_the_asyncpg_url_of_the_store_migrates_too(empty_schema: tuple[str, str]) -> None:
+    url, schema = empty_schema
+    asyncpg_url = url.replace("postgresql://", "postgresql+asyncpg://")
+    migrate.upgrade(asyncpg_url, schema=schema)
+    assert migrate.check(asyncpg_url, schema=schema)
+
+
+def test_prefixes_side_by_side_in_one_schema(empty_schema: tuple[str, str]) -> None:
+    url, schema = empty_schema
+    migrate.upgrade(url, prefix="app1_", schema=schema)
+    migrate.upgrade(url, prefix="app2_", schema=schema)
+    assert schema_diff(url, schema, "app1_") == []
+    migrate.downgrade(url, "base", prefix="app1_", schema=schema)
+    assert migrate.current(url, prefix="app1_", schema=schema) is None
+    assert migrate.current(url, prefix="app2_", schema=schema) == migrate.head()
+
+
+def test_processes_migrating_at_once_take_turns(empty_schema: tuple[str, str]) -> None:
+    url, schema = empty_schema
+    errors: list[BaseException] = []
+
+    def upgrade() -> None:
+        try:
+            migrate.upgrade(url, schema=schema)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upgrade) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert migrate.check(url, schema=schema)
+
+
+def test_offline_sql_for_postgresql_sets_the_schema(empty_schema: tuple[str, str]) -> None:
+    url, schema = empty_schema
+    out = io.StringIO()
+    migrate.upgrade(url, schema=schema, sql=True, output=out)
+    text = out.getvalue()
+    assert f"SET search_path TO {schema}" in text
+    assert "CREATE TABLE gojob_instances" in text
+    assert "BIGSERIAL" in text
+    assert migrate.current(url, schema=schema) is None  # nothing ran
+
+
+def test_the_command_line_with_a_schema(
+    empty_schema: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, schema = empty_schema
+    assert migrate.main(["check", "--url", url, "--schema", schema]) == 1
+    assert migrate.main(["upgrade", "--url", url, "--schema", schema]) == 0
+    assert migrate.main(["check", "--url", url, "--schema", schema]) == 0
+    capsys.readouterr()
+    assert migrate.main(["current", "--url", url, "--schema", schema]) == 0
+    assert capsys.readouterr().out.strip() == migrate.head()
+    assert migrate.main(["current", "--url", url, "--schema", "bad;name"]) == 2
+
+
+def test_an_unreachable_server_is_a_clear_error() -> None:
+    with pytest.raises(StoreUnavailable, match="cannot migrate"):
+        migrate.upgrade("postgresql://postgres@127.0.0.1:1/test")
