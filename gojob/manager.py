@@ -707,7 +707,7 @@ class Manager:
         workers; returns how many. One claim at a time per node (the dispatcher, or a
         worker that ran out of work while the store had a backlog)."""
         kinds = self.registry.kinds()
-        free = self._pool.target + self.prefetch - self._busy
+        free = self._capacity() - self._busy
         if self._claiming or self._closing or not kinds or free <= 0:
             return 0
         self._claiming = True
@@ -739,14 +739,20 @@ class Manager:
             self._leases_wanted.set()
         return len(batch)
 
-    async def _dispatch(self) -> None:
-        """Claim due work in batches while workers are free; sleep until woken or due.
+    def _capacity(self) -> int:
+        """How many attempts this node may hold claimed and undecided.
 
-        It claims up to ``workers + prefetch`` attempts. With ``prefetch`` (default 0)
-        workers take their next attempt without waiting for a claim round trip, at the
-        price of priority: an attempt claimed ahead runs before better ones that arrive
-        after its claim.
+        The free workers, plus ``prefetch`` while the store has a backlog (the last
+        claim came back full): then workers take their next attempt without waiting for
+        a claim round trip, and a claim carries a batch worth its round trip. While the
+        queue is shallow nothing is claimed ahead, so a better instance that arrives is
+        claimed as soon as a worker is free; with a backlog it may wait behind at most
+        ``prefetch`` attempts claimed before it arrived.
         """
+        return self._pool.target + (self.prefetch if self._backlog else 0)
+
+    async def _dispatch(self) -> None:
+        """Claim due work in batches while workers are free; sleep until woken or due."""
         backoff = 0.05
         while not self._closing:
             self._dispatch_wake = trio.Event()
@@ -760,11 +766,11 @@ class Manager:
                 backoff = min(backoff * 2, self.poll_interval)
                 continue
             if claimed:
-                if self._pool.target + self.prefetch - self._busy > 0:
+                if self._capacity() - self._busy > 0:
                     continue
                 # Full: workers wake it as they free up; the poll bounds a missed wake-up.
                 timeout = self.poll_interval
-            elif self._pool.target + self.prefetch - self._busy > 0 and self.registry.kinds():
+            elif self._capacity() - self._busy > 0 and self.registry.kinds():
                 timeout = self.poll_interval
                 try:
                     due = await self.store.next_due(self.registry.kinds())
@@ -1256,7 +1262,7 @@ async def open_manager(
     sync_threads: int | None = None,
     limits: Limits | None = None,
     capture_logging: bool = True,
-    prefetch: int = 0,
+    prefetch: int | None = None,
     retention: float | timedelta | None = None,
     retention_every: float | timedelta = 3600.0,
 ) -> AsyncIterator[Manager]:
@@ -1271,8 +1277,9 @@ async def open_manager(
     ``lease/3``); ``reap_interval`` (default ``lease``) is how often expired leases of
     dead nodes are reaped; ``poll_interval`` is the slowest wake-up when no notification
     arrives. ``sync_threads`` caps the threads running sync executors (default: workers).
-    ``prefetch`` attempts are claimed beyond the free workers (a faster hand-over, a
-    weaker priority order: see ``Manager._dispatch``).
+    ``prefetch`` attempts are claimed beyond the free workers while the store has a
+    backlog (see ``Manager._capacity``); the default is the store's
+    ``preferred_prefetch`` (0 in memory, a batch's worth where a claim is a round trip).
 
     ``retention`` (seconds or a timedelta) turns on pruning: a recurring job of kind
     ``gojob.prune`` deletes final instances, history and logs older than that, every
@@ -1280,7 +1287,7 @@ async def open_manager(
     """
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    if not isinstance(prefetch, int) or prefetch < 0:
+    if prefetch is not None and (not isinstance(prefetch, int) or prefetch < 0):
         raise ValueError(f"prefetch must be a non-negative integer, got {prefetch!r}")
     if retention is not None:
         keep = seconds(retention)
@@ -1302,7 +1309,7 @@ async def open_manager(
             poll_interval=poll_interval,
             limits=limits or Limits(),
             sync_threads=sync_threads or workers,
-            prefetch=prefetch,
+            prefetch=backend.preferred_prefetch if prefetch is None else prefetch,
         )
         if capture_logging:
             install_capture()

@@ -8,8 +8,9 @@ from datetime import timedelta
 
 import trio
 
-from .. import Backoff, Instance, Job, Manager, State, open_manager
+from .. import Backoff, Instance, Job, Manager, State, Store, open_manager
 from ..store.base import EventType
+from ..store.sql import SqliteStore
 
 __all__ = ["run_demo"]
 
@@ -60,8 +61,20 @@ async def _progress(manager: Manager, quiet: bool, *, task_status: trio.TaskStat
                     print(f"  {event.kind:<9} {event.uuid}  -> {event.state.value}")
 
 
-async def _demo(workers: int, quiet: bool) -> int:
-    async with open_manager(workers=workers, lease=5.0, poll_interval=0.5) as manager:
+def _store(url: str) -> Store | str:
+    if url.startswith("sqlite"):
+        # The embedded default migrates itself (a server store would refuse and name
+        # `gojob db upgrade`).
+        return SqliteStore(url, auto_migrate=True)
+    return url
+
+
+async def _demo(workers: int, quiet: bool, store_url: str) -> int:
+    store = _store(store_url)
+    async with open_manager(store, workers=workers, lease=5.0, poll_interval=0.5) as manager:
+        earlier = (await manager.statistics()).by_state
+        total = sum(earlier.values())
+        print(f"store: {store_url} ({total} instance(s) from earlier runs)")
         manager.register(Job("add", add, description="add two integers"))
         manager.register(Job("flaky", flaky, max_retries=3, backoff=Backoff.constant(0.1)))
         manager.register(Job("checksum", checksum, description="sync job in a thread"))
@@ -70,6 +83,7 @@ async def _demo(workers: int, quiet: bool) -> int:
         async with trio.open_nursery() as nursery:
             await nursery.start(_progress, manager, quiet)
             print("scheduling jobs...")
+            started = manager.clock.now()
             first = await manager.schedule("add", 1, 2)
             later = await manager.schedule("add", 3, 4, after=0.5)
             retried = await manager.schedule("flaky", 2)
@@ -77,6 +91,8 @@ async def _demo(workers: int, quiet: bool) -> int:
             timed_out = await manager.schedule("slow", 5.0)
             canceled = await manager.schedule("slow", 60.0, timeout=120)
             ticker = await manager.schedule("tick", every=timedelta(seconds=0.4), id="demo-tick")
+            if ticker.paused:  # paused at the end of an earlier run
+                ticker = await manager.resume_schedule(ticker.id)
             print(f"recurring schedule {ticker.id}: {ticker.trigger.describe()}")
             await trio.sleep(0.2)
             await manager.cancel(canceled)
@@ -93,7 +109,7 @@ async def _demo(workers: int, quiet: bool) -> int:
                 f"  {inst.kind:<9} {inst.state.value:<10} attempts={inst.attempts} "
                 f"result={inst.result!r} error={inst.error_message!r}"
             )
-        ticks = await manager.instances(kind="tick", state=State.COMPLETED)
+        ticks = await manager.instances(kind="tick", state=State.COMPLETED, after=started)
         print(f"  tick      completed {len(ticks)} time(s) on its schedule")
         print("\nhistories:")
         for inst in results:
@@ -120,6 +136,6 @@ async def _demo(workers: int, quiet: bool) -> int:
         return 0 if ok else 1
 
 
-def run_demo(*, workers: int = 4, quiet: bool = False) -> int:
+def run_demo(*, workers: int = 4, quiet: bool = False, store: str = "memory://") -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
-    return trio.run(_demo, workers, quiet)
+    return trio.run(_demo, workers, quiet, store)

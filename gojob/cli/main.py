@@ -8,7 +8,10 @@ from collections.abc import Sequence
 
 from .. import __version__
 
-__all__ = ["main"]
+__all__ = ["DEMO_STORE", "main"]
+
+DEMO_STORE = "sqlite:///gojob-demo.db"
+"""The embedded default of ``gojob demo``: jobs survive a restart."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     demo.add_argument("--workers", type=int, default=4, help="worker count (default 4)")
+    demo.add_argument(
+        "--store",
+        default=DEMO_STORE,
+        help=f"store URL (default {DEMO_STORE}: a SQLite file in the working directory, "
+        "created and migrated on first use; 'memory://' keeps nothing)",
+    )
     sub.add_parser(
         "db",
         help="create or migrate the SQL schema (upgrade, downgrade, current, check)",
@@ -52,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.workers < 1:
             parser.error("--workers must be at least 1")
-        return run_demo(workers=args.workers, quiet=args.quiet)
+        return run_demo(workers=args.workers, quiet=args.quiet, store=args.store)
     parser.print_help()
     return 2
 

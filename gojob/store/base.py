@@ -326,6 +326,10 @@ class Store(abc.ABC):
     """
 
     name: str = "store"
+    preferred_prefetch: int = 0
+    """How many attempts a manager claims beyond its free workers while the queue has a
+    backlog, unless told otherwise: stores whose claim is a network round trip prefer
+    batches worth the trip."""
 
     # lifecycle
     @abc.abstractmethod
