@@ -9,11 +9,15 @@ schema, registers the jobs below, touches ``DIR/ready-NAME``, and runs until
 Modes: ``fast`` (the ``noop`` and ``tick`` jobs return at once; big batches),
 ``slow`` (``work`` sleeps 60 s: to be killed or cancelled), ``rescue`` (``work``
 returns at once, a short lease and reap interval), ``cron`` (declares the ``tick``
-schedule, every second, like every other node).
+schedule, every second, like every other node), ``stall`` (``work`` blocks the
+whole process for ``STALL`` seconds, a stretch in which the test ``SIGSTOP``s it, then
+returns ``"late result of NAME"``; a lease of ``STALL_LEASE``; the manager's warnings
+go to ``DIR/log-NAME``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -26,6 +30,10 @@ from gojob.store.sql.postgres import PostgresStore
 
 LEASE = 1.0
 """Short, so that a killed node's work is rescued quickly (extended every lease/3)."""
+STALL = 1.0
+"""How long a ``stall`` node's ``work`` blocks: well within its lease unless stopped."""
+STALL_LEASE = 2.0
+"""A ``stall`` node's lease: at least ``STALL_LEASE * 2/3`` left when ``work`` blocks."""
 
 
 class Node:
@@ -41,14 +49,21 @@ class Node:
     async def noop(self, inst: gojob.Instance) -> None:
         self.record(inst)
 
-    async def work(self, inst: gojob.Instance) -> None:
+    async def work(self, inst: gojob.Instance) -> str | None:
         self.record(inst)
+        if self.mode == "stall":
+            # Blocks the event loop on purpose: once the process resumes, this attempt
+            # returns before any other task (the lease keeper) can run, so its finish
+            # reaches the store, which must refuse it.
+            time.sleep(STALL)  # noqa: ASYNC251
+            return f"late result of {self.name}"
         if self.mode == "slow":
             try:
                 await trio.sleep(60)
             except trio.Cancelled:
                 self.canceled.write(f"{inst.uuid} {time.time()}\n")
                 raise
+        return None
 
     async def tick(self, inst: gojob.Instance) -> None:
         self.record(inst)
@@ -58,6 +73,11 @@ async def main(url: str, schema: str, out: Path, name: str, mode: str) -> None:
     node = Node(out, name, mode)
     store = PostgresStore(url, schema=schema)
     fast = mode == "fast"
+    lease = 30.0 if fast else STALL_LEASE if mode == "stall" else LEASE
+    if mode == "stall":
+        handler = logging.FileHandler(out / f"log-{name}")
+        handler.setLevel(logging.WARNING)
+        logging.getLogger("gojob").addHandler(handler)
     async with gojob.open_manager(
         store,
         node_id=name,
@@ -66,7 +86,7 @@ async def main(url: str, schema: str, out: Path, name: str, mode: str) -> None:
         poll_interval=1.0,
         workers=50 if fast else 4,
         prefetch=50 if fast else 0,
-        lease=30.0 if fast else LEASE,
+        lease=lease,
         reap_interval=0.2 if mode == "rescue" else None,
     ) as manager:
         manager.register(gojob.Job("noop", node.noop))

@@ -6,8 +6,9 @@ transaction, measured): more than a small transaction itself. This pool keeps id
 connections in a list, bounds them with a ``trio.CapacityLimiter``, and hands one to
 each unit of work, which then crosses the bridge once with it.
 
-A connection comes back to the pool only if it is open and not inside a
-transaction; any other (broken, or left mid-transaction by an error) is closed.
+A connection comes back to the pool only if it is open, not inside a transaction
+and its unit of work did not fail on the connection itself; any other (broken, or
+left mid-transaction by an error) is closed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,16 @@ import trio
 from . import pg_ops
 
 __all__ = ["PgPool"]
+
+_BROKEN = (
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    OSError,
+    TimeoutError,
+)
+"""Failures after which a connection must not be reused, even if it looks open."""
 
 
 class PgPool:
@@ -65,10 +76,20 @@ class PgPool:
                     conn = None
             if conn is None:
                 conn = await self.connect()
+            broken = False
             try:
                 yield conn
+            except _BROKEN:
+                # The server went away mid-statement (a restart): asyncpg may not have
+                # seen the connection close yet, and its protocol can be left waiting for
+                # a reply that never comes ("another operation is in progress" on the
+                # next use). Such a connection looks open and idle: never pool it again.
+                broken = True
+                raise
             finally:
-                if self._closed or conn.is_closed() or conn.is_in_transaction():
+                if broken:
+                    conn.terminate()  # no goodbye on a broken protocol: drop the socket
+                elif self._closed or conn.is_closed() or conn.is_in_transaction():
                     await self.discard(conn)
                 else:
                     self._idle.append(conn)

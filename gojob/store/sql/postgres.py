@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from ... import _aio  # isort: skip  # before asyncpg: see gojob._aio
 
+import asyncio
 import hashlib
+import logging
 import os
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -46,7 +48,17 @@ __all__ = ["PostgresStore", "asyncpg_dsn"]
 
 T = TypeVar("T")
 
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+log = logging.getLogger(__name__)
+
+# InternalClientError: what asyncpg raises on a connection its protocol left in an
+# error state (the server went away mid-statement); a store error, so callers retry.
+_DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 _UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
@@ -163,6 +175,7 @@ class PostgresStore(Store):
         from . import migrate
 
         bridge = await _aio.acquire_loop()
+        _log_stray_loop_errors(bridge)
         pool = PgPool(bridge, self.dsn, self._options, self.pool_size)
         try:
             try:
@@ -364,6 +377,26 @@ class PostgresStore(Store):
         # The hint is not used: other processes may want every event, so every event is
         # built and sent anyway.
         return self._hub.subscribe()
+
+
+def _log_stray_loop_errors(bridge: _aio.Bridge) -> None:
+    """Keep gojob's shared bridge loop alive through errors nobody is waiting for.
+
+    A trio-asyncio loop's default exception handler re-raises whatever is reported to
+    it, which ends the loop. asyncpg reports errors of its own there: when the server
+    closes a connection during the handshake (a restart), a future holding
+    ``ConnectionError('unexpected connection_lost() call')`` is never retrieved, and
+    its report would end the shared loop and every store on it. On the loop gojob owns
+    they are logged instead; an application's own loop keeps its handler.
+    """
+    loop = bridge.loop
+    if bridge._shared is not None and loop.get_exception_handler() is None:
+        loop.set_exception_handler(_log_loop_error)
+
+
+def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    exc = context.get("exception")
+    log.warning("asyncio bridge: %s", context.get("message", "error"), exc_info=exc)
 
 
 def _normalise(text: str) -> str:
