@@ -74,6 +74,10 @@ log = logging.getLogger("gojob.manager")
 
 DEFAULT_WORKERS = 10
 
+_ACK_BACKLOG = 1000
+"""Claimed attempts a node may hold beyond its capacity while their outcomes wait to be
+acknowledged (``Manager._claim``)."""
+
 PRUNE_KIND = "gojob.prune"
 """Kind of the built-in retention job (``open_manager(retention=...)``)."""
 
@@ -707,7 +711,10 @@ class Manager:
         workers; returns how many. One claim at a time per node (the dispatcher, or a
         worker that ran out of work while the store had a backlog)."""
         kinds = self.registry.kinds()
-        free = self._capacity() - self._busy
+        capacity = self._capacity()
+        # Outcomes awaiting their acknowledgement count too, past a bound: claims must
+        # not outrun a store that is slow to write them.
+        free = min(capacity - self._busy, max(2 * capacity, _ACK_BACKLOG) - self._in_flight)
         if self._claiming or self._closing or not kinds or free <= 0:
             return 0
         self._claiming = True
@@ -757,6 +764,11 @@ class Manager:
         while not self._closing:
             self._dispatch_wake = trio.Event()
             timeout = math.inf
+            if self._claiming:
+                # A worker is claiming: its result decides what comes next (and a claim
+                # of ours now would read as "nothing due").
+                await self._claim_done.wait()
+                continue
             try:
                 claimed = await self._claim()
                 backoff = 0.05
@@ -1004,6 +1016,7 @@ class Manager:
             log.error("finishing %d attempts was refused: %r", len(items), exc)
         for attempt, _ in batch:
             self._forget(attempt)
+        self._dispatch_wake.set()  # claims held back by unacknowledged work may go on
         for (attempt, _), result in zip(batch, results, strict=False):
             if isinstance(result, LeaseLost):
                 log.warning(
