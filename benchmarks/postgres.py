@@ -96,7 +96,7 @@ def _instances(now: datetime, n: int) -> list[Instance]:
     return [Instance(new_uuid(), "noop", created_at=now, scheduled_at=now) for _ in range(n)]
 
 
-async def processing(url: str, n: int, workers: int, prefetch: int) -> Measurement:
+async def processing(url: str, n: int, workers: int, prefetch: int | None) -> Measurement:
     """One manager process working through ``n`` pre-enqueued no-op jobs."""
     counter = _Counter(n)
     async with fresh_store(url) as store:
@@ -387,8 +387,8 @@ async def run(n: int = 10_000, rounds: int = 3, url: str = DEFAULT_URL) -> None:
         def pr(*args: object) -> Any:
             return lambda: _peer_measure("peers_procrastinate", proc, *args)
 
-        g_default = f"gojob, defaults ({workers} workers: claims of {workers})"
-        g_prefetch = f"gojob, prefetch=90 (claims of {workers + 90})"
+        g_default = f"gojob, defaults ({workers} workers, the store's prefetch)"
+        g_prefetch = f"gojob, prefetch=0 (claims of at most {workers})"
         pgq_names = [
             "pgqueuer, defaults",
             "pgqueuer, batch_size=10",
@@ -399,8 +399,8 @@ async def run(n: int = 10_000, rounds: int = 3, url: str = DEFAULT_URL) -> None:
         raw = await _rounds(
             rounds,
             {
-                g_default: lambda: processing(url, n, workers, 0),
-                g_prefetch: lambda: processing(url, n, workers, 90),
+                g_default: lambda: processing(url, n, workers, None),
+                g_prefetch: lambda: processing(url, n, workers, 0),
                 pgq_names[0]: pg("process", n, 0),
                 pgq_names[1]: pg("process", n, 10),
                 pgq_names[2]: pg("process", n, 50),
