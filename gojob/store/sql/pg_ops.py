@@ -26,6 +26,7 @@ import contextlib
 import os
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, TypeVar, cast
 
 import asyncpg
@@ -43,6 +44,7 @@ from ..base import (
     Outcome,
     PruneResult,
     ScheduleRecord,
+    copy_json,
     outcome_details,
     slot_key,
 )
@@ -56,11 +58,11 @@ from .pg_statements import (
 )
 from .rows import (
     MUTABLE_COLUMNS,
+    _policy_text,
     dumps,
     from_us,
     history_record,
     instance_from_row,
-    instance_params,
     log_params,
     log_record,
     mutable_params,
@@ -84,8 +86,6 @@ _RETRYABLE = (
     asyncpg.UniqueViolationError,
 )
 _SKIP_RECORD_LIMIT = 100
-_CREATED = State.CREATED.value
-_SCHEDULED = State.SCHEDULED.value
 _EMPTY_WRITE: list[Any] = []
 
 
@@ -134,6 +134,17 @@ class Tx:
         args.append(self.payloads())
         args.append(self.channel)
         await self.conn.execute(self.st.write, *args)
+
+    async def add(self, new: Sequence[Instance], ch: Changes) -> None:
+        """Insert the new Scheduled instances ``new`` with their history (Created, then
+        Scheduled, at ``ch``'s now) and NOTIFY every event so far: one statement.
+        ``ch`` holds no other change."""
+        assert not ch.dirty
+        assert not ch.history
+        self.events.extend(ch.events)
+        ch.events = []
+        params = _add_params(new, ch.now_us)
+        await self.conn.execute(self.st.add, *params, self.payloads(), self.channel)
 
     async def notify_rest(self) -> None:
         """NOTIFY the events not sent yet (at the end of the transaction)."""
@@ -251,12 +262,116 @@ async def _lock(tx: Tx, uuids: Collection[str]) -> tuple[dict[str, Instance], da
 # -- queue --------------------------------------------------------------------------------
 
 
+def _same(values: list[Any]) -> tuple[Any, list[Any] | None]:
+    """``(value, None)`` when every one of ``values`` equals the first, else ``(None,
+    values)``: a column sent once for the whole batch, or one value per row."""
+    first = values[0] if values else None
+    if values.count(first) == len(values):
+        return first, None
+    return None, values
+
+
+def _us_column(values: list[datetime | None]) -> tuple[int | None, list[int | None] | None]:
+    value, array = _same(values)
+    if array is None:
+        return (None if value is None else to_us(value)), None
+    return None, [None if v is None else to_us(v) for v in array]
+
+
+def _json_column(values: list[Any], empty: str) -> tuple[str | None, list[Any] | None]:
+    # Compared as text: equal values may be spelled differently (1 and 1.0).
+    return _same([dumps(v) if v else empty for v in values])
+
+
+def _opt_json_column(values: list[Any]) -> tuple[str | None, list[Any] | None]:
+    value, array = _same(values)
+    if array is None:
+        return (None if value is None else dumps(value)), None
+    return _same([None if v is None else dumps(v) for v in array])
+
+
+_PLAIN = tuple(
+    (name, attrgetter(name))
+    for name in ("kind", "dedupe_key", "schedule_id", "attempts", "failures", "rescues",
+                 "error_message", "error_type", "traceback", "node_id", "worker",
+                 "claim_token", "cancel_requested")
+)  # fmt: skip
+_TIMES = {
+    "created_us": attrgetter("created_at"),
+    "fire_us": attrgetter("fire_time"),
+    "scheduled_us": attrgetter("scheduled_at"),
+    "updated_us": attrgetter("updated_at"),
+    "lease_us": attrgetter("lease_expires_at"),
+    "processed_us": attrgetter("processed_at"),
+    "completed_us": attrgetter("completed_at"),
+    "terminated_us": attrgetter("terminated_at"),
+    "canceled_us": attrgetter("canceled_at"),
+    "timed_out_us": attrgetter("timed_out_at"),
+    "finished_us": attrgetter("finished_at"),
+}
+
+
+def _add_params(stored: Sequence[Instance], now_us: int) -> list[Any]:
+    """The parameters of :attr:`PgStatements.add` before the payloads and channel."""
+    columns: dict[str, tuple[Any, list[Any] | None]] = {}
+    for name, get in _PLAIN:
+        columns[name] = _same(list(map(get, stored)))
+    for name, get in _TIMES.items():
+        columns[name] = _us_column(list(map(get, stored)))
+    policy, policies = _same([i.policy for i in stored])
+    if policies is None:
+        columns["policy"] = (None if policy is None else _policy_text(policy)), None
+        columns["priority"] = (None if policy is None else policy.priority), None
+    else:
+        columns["policy"] = None, [_policy_text(p) for p in policies]
+        columns["priority"] = None, [p.priority for p in policies]
+    state, states = _same([i.state for i in stored])
+    columns["state"] = (
+        (None if state is None else state.value, None)
+        if states is None
+        else (None, [s.value for s in states])
+    )
+    columns["args"] = _json_column([i.args for i in stored], "[]")
+    columns["kwargs"] = _json_column([i.kwargs for i in stored], "{}")
+    columns["result"] = _opt_json_column([i.result for i in stored])
+    params: list[Any] = [[i.uuid for i in stored]]
+    for name in INSTANCE_INSERT_COLUMNS[1:]:
+        params.extend(columns[name])
+    # The details of Scheduled (an ISO time needs no JSON escaping); one time object
+    # shared by the batch is spelled once (equal times may be spelled differently).
+    times = [i.scheduled_at for i in stored]
+    first = times[0] if times else None
+    if first is not None and all(t is first for t in times):
+        params.extend((f'{{"due":"{first.isoformat()}"}}', None))
+    else:
+        params.extend(_same([f'{{"due":"{cast(datetime, t).isoformat()}"}}' for t in times]))
+    params.append(now_us)
+    return params
+
+
+def _fresh(inst: Instance) -> Instance:
+    """:func:`detach` of a new instance (nothing to copy in empty arguments)."""
+    clone = inst.snapshot()
+    args, kwargs, result = inst.args, inst.kwargs, inst.result
+    if args:
+        clone.args = copy_json(args)
+    elif type(args) is list:
+        clone.args = []
+    if kwargs:
+        clone.kwargs = copy_json(kwargs)
+    elif type(kwargs) is dict:
+        clone.kwargs = {}
+    if result is not None:
+        clone.result = copy_json(result)
+    return clone
+
+
 async def _insert(
     tx: Tx, instances: Sequence[Instance], ch: Changes
-) -> tuple[list[Instance], list[dict[str, Any]]]:
+) -> tuple[list[Instance], list[Instance]]:
     """Decide the insertion of new instances as Scheduled (history Created, Scheduled),
     or return the live holder of their dedupe key in their place; returns the result
-    and the rows to insert (written by :meth:`Tx.write`)."""
+    and the instances to insert (written by :meth:`Tx.add`)."""
     holders: dict[str, Instance] = {}
     keys = list({i.dedupe_key for i in instances if i.dedupe_key is not None})
     if keys:
@@ -265,11 +380,10 @@ async def _insert(
             assert holder.dedupe_key is not None
             holders[holder.dedupe_key] = holder
     now = ch.now
-    now_us = ch.now_us
-    new_rows: list[dict[str, Any]] = []
+    new: list[Instance] = []
     result: list[Instance] = []
-    history = ch.history
     events = ch.events
+    scheduled_state = State.SCHEDULED
     for given in instances:
         key = given.dedupe_key
         if key is not None:
@@ -278,42 +392,26 @@ async def _insert(
                 result.append(detach(live))
                 continue
         # One copy: what is stored is written as values, and this copy is returned.
-        stored = detach(given)
-        stored.state = State.SCHEDULED
+        stored = _fresh(given)
+        stored.state = scheduled_state
         stored.created_at = stored.created_at or now
-        scheduled = stored.scheduled_at = stored.scheduled_at or now
+        stored.scheduled_at = stored.scheduled_at or now
         stored.updated_at = now
-        args, kwargs = stored.args, stored.kwargs
-        new_rows.append(
-            instance_params(
-                stored, dumps(args) if args else "[]", dumps(kwargs) if kwargs else "{}"
-            )
-        )
-        # The history records Created and Scheduled (as Changes.record writes them; the
-        # details of Scheduled spelled out: an ISO time needs no JSON escaping).
-        uuid, kind, attempt = stored.uuid, stored.kind, stored.attempts
-        history.append(
-            {"uuid": uuid, "kind": kind, "state": _CREATED, "ts_us": now_us,
-             "attempt": attempt, "details": "{}"}
-        )  # fmt: skip
-        history.append(
-            {"uuid": uuid, "kind": kind, "state": _SCHEDULED, "ts_us": now_us,
-             "attempt": attempt, "details": f'{{"due":"{scheduled.isoformat()}"}}'}
-        )  # fmt: skip
-        events.append(Event(EventType.STATE, uuid, kind, State.SCHEDULED))
+        new.append(stored)
+        events.append(Event(EventType.STATE, stored.uuid, stored.kind, scheduled_state))
         if key is not None:
             holders[key] = stored
         result.append(stored)
-    return result, new_rows
+    return result, new
 
 
 async def add(tx: Tx, instances: Sequence[Instance]) -> list[Instance]:
     ch = Changes(await tx.now())
-    added, new_rows = await _insert(tx, instances, ch)
+    added, new = await _insert(tx, instances, ch)
     if added:
         earliest = min(i.scheduled_at or ch.now for i in added)
         ch.due(earliest, added[0].kind if len(added) == 1 else None)
-    await tx.write(new_rows, ch)
+    await tx.add(new, ch)
     return added
 
 
@@ -606,7 +704,7 @@ async def fire_schedule(
             inst = inst.snapshot()  # leave the caller's instance as it was
             inst.dedupe_key = slot_key(schedule_id, slot)
         given.append(inst)
-    added, new_rows = await _insert(tx, given, ch)
+    added, new = await _insert(tx, given, ch)
     found.next_fire_at = next_fire_at
     found.updated_at = now
     if added:
@@ -618,7 +716,7 @@ async def fire_schedule(
     if skipped:
         found.recent_skips = (found.recent_skips + list(skipped))[-_SKIP_RECORD_LIMIT:]
     await _store_schedule(tx, found)
-    await tx.write(new_rows, ch)
+    await tx.add(new, ch)
     return added
 
 

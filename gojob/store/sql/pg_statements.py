@@ -165,6 +165,14 @@ class PgStatements:
         :data:`HISTORY_INSERT_COLUMNS`), then NOTIFY each payload of an array on a channel
         (the last two parameters). Empty arrays write nothing."""
 
+        self.add = _add_statement(tables)
+        """Insert new Scheduled instances with their history (Created, then Scheduled)
+        and NOTIFY: ``$1`` the uuids (array order is ``seq`` order), then for each other
+        column of :data:`INSTANCE_INSERT_COLUMNS` a value shared by every row and an
+        array of one value per row (exactly one of them given: the other NULL), then the
+        details of the Scheduled records likewise, the history time (µs), the payloads
+        and the channel."""
+
         self.extend_leases = (
             f"WITH mine AS (SELECT seq FROM {ti} WHERE uuid = ANY($1::varchar[]) "
             f"AND claim_token = ANY($2::varchar[]) AND state = {_state(State.PROCESSING)} "
@@ -341,6 +349,34 @@ def _write_statement(tables: Tables) -> tuple[str, int]:
         f"SELECT count(pg_notify(${channel}, p)) FROM unnest(${payloads}::text[]) AS p"
     )
     return sql, channel
+
+
+def _add_statement(tables: Tables) -> str:
+    i, h = tables.instances, tables.history
+    shared = INSTANCE_INSERT_COLUMNS[1:]
+    arrays = [f"$1::{_array_type(i.c.uuid)}"]
+    values = ["r.uuid"]
+    k = 2
+    for name in shared:
+        scalar = _array_type(i.c[name])[:-2]
+        arrays.append(f"${k + 1}::{scalar}[]")
+        values.append(f"coalesce(r.{name}, ${k}::{scalar}) AS {name}")
+        k += 2
+    arrays.append(f"${k + 1}::text[]")
+    values.append(f"coalesce(r.details, ${k}::text) AS details")
+    now, payloads, channel = k + 2, k + 3, k + 4
+    cols = ", ".join(INSTANCE_INSERT_COLUMNS)
+    return (
+        f"WITH v AS MATERIALIZED (SELECT {', '.join(values)}, r.n FROM unnest({', '.join(arrays)}) "
+        f"WITH ORDINALITY AS r({cols}, details, n)), "
+        f"ins AS (INSERT INTO {i.name} ({cols}) SELECT {cols} FROM v ORDER BY n), "
+        f"hist AS (INSERT INTO {h.name} ({', '.join(HISTORY_INSERT_COLUMNS)}) "
+        f"SELECT v.uuid, v.kind, s.state, ${now}::bigint, v.attempts, "
+        "CASE WHEN s.k = 0 THEN '{}' ELSE v.details END FROM v CROSS JOIN "
+        f"(VALUES (0, {_state(State.CREATED)}), (1, {_state(State.SCHEDULED)})) AS s(k, state) "
+        "ORDER BY v.n, s.k) "
+        f"SELECT count(pg_notify(${channel}, p)) FROM unnest(${payloads}::text[]) AS p"
+    )
 
 
 def _insert_unnest(table: Any, columns: Sequence[str]) -> str:
