@@ -267,9 +267,12 @@ class WorkerPool:
 
 async def call_executor(job: Job, inst: Instance, sync_limiter: trio.CapacityLimiter) -> Any:
     """Decode the arguments and call the executor (sync ones in a worker thread)."""
-    args, kwargs = decode_call(job.plan, inst.args, inst.kwargs, inst)
-    if job.plan.is_async:
-        return await job.executor(*args, **kwargs)
+    plan = job.plan
+    args, kwargs = decode_call(plan, inst.args, inst.kwargs, inst)
+    if plan.is_async:
+        if kwargs:
+            return await job.executor(*args, **kwargs)
+        return await job.executor(*args)
     call = functools.partial(job.executor, *args, **kwargs) if kwargs else job.executor
     # abandon_on_cancel: a sync executor that ignores cancellation must not hold up its
     # timeout or a cancel; its thread finishes on its own and its result is discarded.

@@ -263,6 +263,10 @@ class MemoryStore(Store):
         claimed: list[Instance] = []
         events: list[Event] = []
         single = queues[0] if len(queues) == 1 else None
+        # One details dict for the batch: stored rows are never changed (readers get copies).
+        info = {"node": node_id}
+        history = self._history
+        seq = self._seq
         while len(claimed) < limit:
             if single is not None:
                 inst = self._pop_ready(single)
@@ -287,7 +291,9 @@ class MemoryStore(Store):
             inst.processed_at = now
             inst.updated_at = now
             self._running[token] = inst.uuid
-            self._record(inst, State.PROCESSING, now, {"node": node_id})
+            history[inst.uuid].append(
+                (inst.kind, State.PROCESSING, now, inst.attempts, info, next(seq))
+            )
             if wants_processing:
                 events.append(
                     Event(EventType.STATE, inst.uuid, inst.kind, State.PROCESSING, node_id)
