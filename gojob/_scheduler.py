@@ -27,7 +27,7 @@ from .schedule import schedule_id as derive_schedule_id
 from .store.base import ScheduleRecord, slot_key
 
 if TYPE_CHECKING:
-    from .manager import Manager
+    from ._runtime import Runtime as Manager
 
 __all__ = ["Scheduler"]
 

@@ -36,7 +36,7 @@ from .state import FAILED, State
 from .store.base import Outcome
 
 if TYPE_CHECKING:
-    from .manager import Manager
+    from ._runtime import Runtime as Manager
 
 __all__ = [
     "Attempt",
