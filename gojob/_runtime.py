@@ -86,7 +86,8 @@ class Runtime:
         self._closed = False
         self._claim_done = trio.Event()
         self._claim_done.set()
-        self._finish_queue: list[tuple[Attempt, Outcome]] = []
+        self._finish_queue: list[tuple[str, Outcome]] = []
+        """(claim token, outcome) pairs waiting for the finisher: the batch it writes."""
         self._finish_wake = trio.Event()
         self.prefetch = prefetch
         self._log_buffer: LogBuffer | None = None
@@ -233,7 +234,7 @@ class Runtime:
             self._forget(attempt)
             return
         queue = self._finish_queue
-        queue.append((attempt, outcome))
+        queue.append((attempt.token, outcome))
         if len(queue) == 1:
             self._finish_wake.set()
 
@@ -340,7 +341,7 @@ class Runtime:
                 return  # lease lost: the attempt is fenced off, nothing to write
             if job is None or (job.on_complete is None and job.on_state_change is None):
                 queue = self._finish_queue
-                queue.append((attempt, outcome))
+                queue.append((attempt.token, outcome))
                 if len(queue) == 1:
                     self._finish_wake.set()
                 handed_over = True
@@ -387,9 +388,8 @@ class Runtime:
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, self.poll_interval)
 
-    async def _finish_batch(self, batch: list[tuple[Attempt, Outcome]]) -> bool:
+    async def _finish_batch(self, items: list[tuple[str, Outcome]]) -> bool:
         """Write one batch; False (nothing forgotten) when the store failed."""
-        items = [(attempt.token, outcome) for attempt, outcome in batch]
         results: list[Instance | LeaseLost | None] = []
         try:
             try:
@@ -400,8 +400,8 @@ class Runtime:
                 with trio.CancelScope(shield=True) as scope:
                     scope.deadline = trio.current_time() + max(self.lease, 5.0)
                     await self.store.finish_many(items, returning=False)
-                for attempt, _ in batch:
-                    self._forget(attempt)
+                for token, _ in items:
+                    self._forget(self._running[token])
                 raise
         except StoreError as exc:
             log.error("could not finish %d attempts (retrying): %s", len(items), exc)
@@ -409,14 +409,16 @@ class Runtime:
         except GojobError as exc:
             # Outcomes are built here, so this is a bug; it must not stop the node.
             log.error("finishing %d attempts was refused: %r", len(items), exc)
-        for attempt, _ in batch:
-            self._forget(attempt)
-        self._dispatch_wake.set()  # claims held back by unacknowledged work may go on
-        for (attempt, _), result in zip(batch, results, strict=False):
+        running = self._running
+        for (token, _), result in zip(items, results, strict=False):
             if isinstance(result, LeaseLost):
                 log.warning(
-                    "lease of %s lost before finishing; attempt discarded", attempt.instance.uuid
+                    "lease of %s lost before finishing; attempt discarded",
+                    running[token].instance.uuid,
                 )
+        for token, _ in items:
+            self._forget(running[token])
+        self._dispatch_wake.set()  # claims held back by unacknowledged work may go on
         return True
 
     async def _finish(self, attempt: Attempt, outcome: Outcome) -> Instance | None:
