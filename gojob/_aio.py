@@ -31,6 +31,7 @@ from __future__ import annotations
 import trio_asyncio  # isort: skip  # first: see the module docstring
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -38,7 +39,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import trio
 
-__all__ = ["Bridge", "acquire_loop", "open_loop", "run_aio", "uncancellable"]
+__all__ = ["Bridge", "acquire_loop", "call_trio", "open_loop", "run_aio", "uncancellable"]
 
 log = logging.getLogger(__name__)
 
@@ -207,3 +208,13 @@ async def uncancellable(awaitable: Awaitable[T]) -> T:
                 return task.result()  # raises the task's own error or CancelledError
             # Cancelled while waiting: keep waiting for the step itself.
             continue
+
+
+async def call_trio(async_fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Asyncio side (a task on a trio-asyncio loop): run one Trio async function and return
+    its result; the reverse crossing of :meth:`Bridge.run`, for asyncio servers (grpclib)
+    whose handlers call into Trio code. Cancelling the asyncio task cancels the Trio call.
+    """
+    loop: Any = asyncio.get_running_loop()  # a trio_asyncio loop (untyped)
+    result: T = await loop.trio_as_future(functools.partial(async_fn, *args, **kwargs))
+    return result
