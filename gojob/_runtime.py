@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -33,6 +34,9 @@ from .worker import (
     run_processor,
     stopped_outcome,
 )
+
+if TYPE_CHECKING:
+    from .server.metrics import Metrics
 
 __all__ = ["Runtime"]
 
@@ -58,8 +62,11 @@ class Runtime:
         limits: Limits,
         sync_threads: int,
         prefetch: int = 0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
+        """Prometheus metrics (``gojob.server.metrics``) this node updates, if any."""
         self.node_id = node_id
         self.clock = clock
         self.lease = lease
@@ -230,6 +237,8 @@ class Runtime:
         self._busy -= 1
         if not self._backlog:
             self._dispatch_wake.set()
+        if self.metrics is not None:
+            self._observe(attempt, outcome)
         if outcome is None:
             self._forget(attempt)
             return
@@ -337,6 +346,8 @@ class Runtime:
                         inst, "on_state_change", job.on_state_change, State.PROCESSING
                     )
                 outcome = await execute(self, job, attempt)
+            if self.metrics is not None:
+                self._observe(attempt, outcome)
             if outcome is None:
                 return  # lease lost: the attempt is fenced off, nothing to write
             if job is None or (job.on_complete is None and job.on_state_change is None):
@@ -356,6 +367,15 @@ class Runtime:
                 self._dispatch_wake.set()
             if not handed_over:
                 self._forget(attempt)
+
+    def _observe(self, attempt: Attempt, outcome: Outcome | None) -> None:
+        """Report an attempt's decided outcome to the metrics (None: its lease was lost)."""
+        assert self.metrics is not None
+        self.metrics.attempt_finished(
+            attempt.instance.kind,
+            outcome.state if outcome is not None else None,
+            getattr(attempt, "started", None),
+        )
 
     def _forget(self, attempt: Attempt) -> None:
         """The attempt is written (or abandoned): free its slot in the claim budget."""
@@ -529,6 +549,8 @@ class Runtime:
                     inst.node_id,
                     inst.state.value,
                 )
+                if self.metrics is not None:
+                    self.metrics.abandoned(inst.kind)
                 job = self.registry.find(inst.kind)
                 if job is not None and job.on_state_change is not None:
                     inst._sink = self._log_buffer.write if self._log_buffer is not None else None

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequen
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import trio
 
@@ -54,6 +54,9 @@ from .worker import (
     WorkerStatistics,
     run_processor,
 )
+
+if TYPE_CHECKING:
+    from .server.metrics import Metrics
 
 __all__ = ["Manager", "ManagerStatistics", "open_manager"]
 
@@ -118,6 +121,8 @@ class Manager(Runtime):
         """Register ``job``; a kind registered twice raises DuplicateJob unless ``replace``.
         A job with a default recurring ``schedule`` has it declared by the scheduler."""
         self.registry.register(job, replace=replace)
+        if self.metrics is not None:
+            self.metrics.set_registered(len(self.registry.kinds()))
         if job.schedule is not None:
             self.scheduler.declare_default(job)
         self._wake_dispatcher()
@@ -139,6 +144,8 @@ class Manager(Runtime):
     def unregister(self, kind: str) -> Job:
         """Stop running ``kind`` on this node (queued instances stay queued)."""
         job = self.registry.unregister(kind)
+        if self.metrics is not None:
+            self.metrics.set_registered(len(self.registry.kinds()))
         self._wake_dispatcher()
         return job
 
@@ -580,6 +587,8 @@ class Manager(Runtime):
             attempt = self._by_uuid.get(inst.uuid)
             if attempt is not None:
                 attempt.stop(StopReason.CANCELED)
+            elif self.metrics is not None and inst.state is State.CANCELED:
+                self.metrics.canceled(inst.kind)  # queued, canceled by this call
         for inst in matched:
             # A queued instance was canceled by this very call: this node performed the
             # transition, so it runs the state processor (a running one runs it where its
@@ -632,7 +641,11 @@ class Manager(Runtime):
         their attempt, or (``cancel_busy``) releases those attempts back to the queue."""
         if not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
-        await self._pool.resize(workers, cancel_busy=cancel_busy)
+        try:
+            await self._pool.resize(workers, cancel_busy=cancel_busy)
+        finally:
+            if self.metrics is not None:
+                self.metrics.set_workers(self._pool.target)
 
     async def _enable_retention(
         self, retention: float | timedelta, every: float | timedelta
@@ -695,6 +708,7 @@ async def open_manager(
     prefetch: int | None = None,
     retention: float | timedelta | None = None,
     retention_every: float | timedelta = 3600.0,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[Manager]:
     """Open a manager on ``store`` (default: a new in-memory store) with ``workers`` workers.
 
@@ -714,6 +728,9 @@ async def open_manager(
     ``retention`` (seconds or a timedelta) turns on pruning: a recurring job of kind
     ``gojob.prune`` deletes final instances, history and logs older than that, every
     ``retention_every`` (one schedule shared by every node: it fires once per slot).
+
+    ``metrics`` (a ``gojob.server.metrics.Metrics``, needing the ``server`` extra) is
+    updated by this node; serve it with ``gojob.server.metrics.serve_metrics``.
     """
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
@@ -740,7 +757,10 @@ async def open_manager(
             limits=limits or Limits(),
             sync_threads=sync_threads or workers,
             prefetch=backend.preferred_prefetch if prefetch is None else prefetch,
+            metrics=metrics,
         )
+        if metrics is not None:
+            metrics.attach(manager)
         if capture_logging:
             install_capture()
         body_error: BaseException | None = None

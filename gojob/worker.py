@@ -66,7 +66,10 @@ class StopReason(enum.Enum):
 class Attempt:
     """A running attempt, as the manager sees it (to cancel it or extend its lease)."""
 
-    __slots__ = ("instance", "lease_until", "scope", "stop_reason", "token", "worker")
+    __slots__ = ("instance", "lease_until", "scope", "started", "stop_reason", "token", "worker")
+
+    started: float
+    """When the executor was called (``time.perf_counter()``): set only with metrics."""
 
     def __init__(
         self, instance: Instance, token: str, worker: str, lease_until: float = math.inf
@@ -333,6 +336,8 @@ async def run_in_scope(
     """
     inst = attempt.instance
     worker = attempt.worker
+    if manager.metrics is not None:
+        attempt.started = manager.metrics.attempt_started(inst.kind)
     ctx_token = current_instance.set(inst)
     attempt.scope = scope
     try:
