@@ -575,6 +575,44 @@ def copy_json(value: Any) -> Any:
     return value
 
 
+SKIP_RECORD_LIMIT = 100
+"""How many skipped slots a schedule keeps in ``recent_skips``."""
+
+
+def keyed_by_slot(schedule_id: str, instances: Sequence[Instance]) -> list[Instance]:
+    """The instances a schedule fires, each with its slot's dedupe key (``fire_schedule``):
+    an instance without a key is copied, so the caller's is left as it was."""
+    keyed = []
+    for inst in instances:
+        slot = inst.fire_time
+        if inst.dedupe_key is None and slot is not None:
+            inst = inst.snapshot()
+            inst.dedupe_key = slot_key(schedule_id, slot)
+        keyed.append(inst)
+    return keyed
+
+
+def record_fire(
+    record: ScheduleRecord,
+    added: Sequence[Instance],
+    now: datetime,
+    next_fire_at: datetime,
+    skipped: Sequence[tuple[datetime, str]],
+    skipped_count: int,
+) -> None:
+    """Apply a fire to a stored schedule: the cursor, the last fire, the counters and the
+    latest skipped slots (every store's ``fire_schedule`` does exactly this)."""
+    record.next_fire_at = next_fire_at
+    record.updated_at = now
+    if added:
+        record.last_fire_at = added[-1].fire_time
+        record.last_instance = added[-1].uuid
+        record.fired_count += len(added)
+    record.skipped_count += skipped_count
+    if skipped:
+        record.recent_skips = (record.recent_skips + list(skipped))[-SKIP_RECORD_LIMIT:]
+
+
 def details(**values: Any) -> dict[str, Any]:
     """History details without the ``None`` values."""
     return {k: v for k, v in values.items() if v is not None}

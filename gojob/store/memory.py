@@ -37,13 +37,13 @@ from .base import (
     Subscription,
     apply_outcome_fields,
     copy_json,
+    keyed_by_slot,
     outcome_details,
-    slot_key,
+    record_fire,
 )
 
 __all__ = ["MemoryStore"]
 
-_SKIP_RECORD_LIMIT = 100
 
 # The hot methods (add, claim, finish, get, next_due, extend_leases) never block, so
 # they are cancel points but not schedule points: a full checkpoint would cost a trip
@@ -639,23 +639,13 @@ class MemoryStore(Store):
             return None
         now = self.clock.now()
         events: list[Event] = []
-        added = []
-        for inst in instances:
-            slot = inst.fire_time
-            if inst.dedupe_key is None and slot is not None:
-                inst = inst.snapshot()  # leave the caller's instance as it was
-                inst.dedupe_key = slot_key(schedule_id, slot)
-            added.append(_detach(self._insert(inst, now, events)))
-        found.next_fire_at = next_fire_at
-        found.updated_at = now
+        added = [
+            _detach(self._insert(inst, now, events))
+            for inst in keyed_by_slot(schedule_id, instances)
+        ]
+        record_fire(found, added, now, next_fire_at, skipped, skipped_count)
         if added:
-            found.last_fire_at = added[-1].fire_time
-            found.last_instance = added[-1].uuid
-            found.fired_count += len(added)
             events.append(self._due_event(min(i.scheduled_at or now for i in added), found.kind))
-        found.skipped_count += skipped_count
-        if skipped:
-            found.recent_skips = (found.recent_skips + list(skipped))[-_SKIP_RECORD_LIMIT:]
         self._emit(events)
         return added
 

@@ -34,7 +34,8 @@ from ..base import (
     Outcome,
     PruneResult,
     ScheduleRecord,
-    slot_key,
+    keyed_by_slot,
+    record_fire,
 )
 from .rows import (
     dumps,
@@ -89,7 +90,6 @@ T = TypeVar("T")
 
 _CHUNK = MAX_LIST
 """Lists longer than this are looked up in several statements."""
-_SKIP_RECORD_LIMIT = 100
 
 
 class _Result(Protocol):
@@ -471,24 +471,12 @@ def fire_schedule(
     if found is None or found.paused or found.next_fire_at != expected_next_fire_at:
         return None, []
     ch = Changes(now)
-    given = []
-    for inst in instances:
-        slot = inst.fire_time
-        if inst.dedupe_key is None and slot is not None:
-            inst = inst.snapshot()  # leave the caller's instance as it was
-            inst.dedupe_key = slot_key(schedule_id, slot)
-        given.append(inst)
+    given: list[Instance] = []
+    given.extend(keyed_by_slot(schedule_id, instances))
     added = _insert(conn, st, given, ch)
-    found.next_fire_at = next_fire_at
-    found.updated_at = now
+    record_fire(found, added, now, next_fire_at, skipped, skipped_count)
     if added:
-        found.last_fire_at = added[-1].fire_time
-        found.last_instance = added[-1].uuid
-        found.fired_count += len(added)
         ch.due(min(i.scheduled_at or now for i in added), found.kind)
-    found.skipped_count += skipped_count
-    if skipped:
-        found.recent_skips = (found.recent_skips + list(skipped))[-_SKIP_RECORD_LIMIT:]
     _store_schedule(conn, st, found)
     _flush(conn, st, ch)
     return added, ch.events

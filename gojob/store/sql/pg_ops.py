@@ -45,8 +45,9 @@ from ..base import (
     PruneResult,
     ScheduleRecord,
     copy_json,
+    keyed_by_slot,
     outcome_details,
-    slot_key,
+    record_fire,
 )
 from .pg_events import encode_events
 from .pg_statements import (
@@ -85,7 +86,6 @@ _RETRYABLE = (
     asyncpg.SerializationError,
     asyncpg.UniqueViolationError,
 )
-_SKIP_RECORD_LIMIT = 100
 _EMPTY_WRITE: list[Any] = []
 
 
@@ -697,24 +697,12 @@ async def fire_schedule(
         return None
     ch = Changes(await tx.now())
     now = ch.now
-    given = []
-    for inst in instances:
-        slot = inst.fire_time
-        if inst.dedupe_key is None and slot is not None:
-            inst = inst.snapshot()  # leave the caller's instance as it was
-            inst.dedupe_key = slot_key(schedule_id, slot)
-        given.append(inst)
+    given: list[Instance] = []
+    given.extend(keyed_by_slot(schedule_id, instances))
     added, new = await _insert(tx, given, ch)
-    found.next_fire_at = next_fire_at
-    found.updated_at = now
+    record_fire(found, added, now, next_fire_at, skipped, skipped_count)
     if added:
-        found.last_fire_at = added[-1].fire_time
-        found.last_instance = added[-1].uuid
-        found.fired_count += len(added)
         ch.due(min(i.scheduled_at or now for i in added), found.kind)
-    found.skipped_count += skipped_count
-    if skipped:
-        found.recent_skips = (found.recent_skips + list(skipped))[-_SKIP_RECORD_LIMIT:]
     await _store_schedule(tx, found)
     await tx.add(new, ch)
     return added
