@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 from typing import TYPE_CHECKING
 
 import trio
@@ -99,7 +98,6 @@ class Runtime:
         self.prefetch = prefetch
         self._log_buffer: LogBuffer | None = None
         self.scheduler = _scheduler.Scheduler(self)
-        self._rng = random.Random()
 
     # -- internals: dispatch ------------------------------------------------------------------
     def _check_open(self) -> None:
@@ -335,7 +333,11 @@ class Runtime:
             outcome: Outcome | None
             if attempt.stop_reason is not None or self._closing:
                 # Stopped before it started (cancel, lease loss, shutdown): do not run it.
-                outcome = _unstarted_outcome(attempt, self._closing, worker)
+                outcome = (
+                    stopped_outcome(attempt)
+                    if attempt.stop_reason is not None
+                    else Outcome(State.SCHEDULED, reason="released", worker=worker)
+                )
             elif job is None:
                 outcome = Outcome(
                     State.SCHEDULED, reason="released: kind not registered here", worker=worker
@@ -626,12 +628,3 @@ class Runtime:
             for attempt in list(self._running.values()):
                 attempt.stop(StopReason.RELEASED)
             await self._idle.wait()
-
-
-def _unstarted_outcome(attempt: Attempt, closing: bool, worker: str) -> Outcome | None:
-    reason = attempt.stop_reason
-    if reason is StopReason.LEASE_LOST:
-        return None
-    if reason is StopReason.CANCELED:
-        return Outcome(State.CANCELED, reason="canceled", worker=worker)
-    return Outcome(State.SCHEDULED, reason="released", worker=worker)
