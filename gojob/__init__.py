@@ -7,6 +7,7 @@ and follow each instance through its states, history and logs.
 
 from __future__ import annotations
 
+from ._version import __version__ as __version__
 from .clock import Clock as Clock
 from .clock import SystemClock as SystemClock
 from .clock import TrioWallClock as TrioWallClock
@@ -45,8 +46,7 @@ from .schedule import Every as Every
 from .schedule import Misfire as Misfire
 from .schedule import Overlap as Overlap
 from .state import State as State
+from .store.base import NodeRecord as NodeRecord
 from .store.base import ScheduleRecord as ScheduleRecord
 from .store.base import Store as Store
 from .store.memory import MemoryStore as MemoryStore
-
-__version__ = "0.1.0"

@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any, overload
 
 import trio
 
+from ._heartbeat import Heartbeat
 from ._logs import LogBuffer, install_capture, uninstall_capture
 from ._runtime import Runtime
+from ._version import __version__
 from .clock import Clock, SystemClock
 from .codec import Limits, check_size, encode_call
 from .errors import (
@@ -45,6 +47,7 @@ from .store.base import (
     HistoryQuery,
     InstanceQuery,
     LogQuery,
+    NodeRecord,
     ScheduleRecord,
     Store,
 )
@@ -116,6 +119,13 @@ class Manager(Runtime):
     while the manager is open.
     """
 
+    _heartbeat: Heartbeat | None = None
+
+    def _announce(self) -> None:
+        """What this node announces (kinds, workers) changed: tell the registry now."""
+        if self._heartbeat is not None:
+            self._heartbeat.changed()
+
     # -- jobs -------------------------------------------------------------------------
     def register(self, job: Job, *, replace: bool = False) -> Job:
         """Register ``job``; a kind registered twice raises DuplicateJob unless ``replace``.
@@ -126,6 +136,7 @@ class Manager(Runtime):
         if job.schedule is not None:
             self.scheduler.declare_default(job)
         self._wake_dispatcher()
+        self._announce()
         return job
 
     def _adopt(self, job: Job) -> Job:
@@ -147,6 +158,7 @@ class Manager(Runtime):
         if self.metrics is not None:
             self.metrics.set_registered(len(self.registry.kinds()))
         self._wake_dispatcher()
+        self._announce()
         return job
 
     def jobs(self) -> list[Job]:
@@ -646,6 +658,28 @@ class Manager(Runtime):
         finally:
             if self.metrics is not None:
                 self.metrics.set_workers(self._pool.target)
+            self._announce()
+
+    # -- nodes ------------------------------------------------------------------------------
+    async def nodes(self) -> list[NodeRecord]:
+        """The live nodes sharing this manager's store (this one included), by id: their
+        kinds, workers, host, pid, version and last heartbeat."""
+        return await self.store.nodes()
+
+    async def unserved_kinds(self) -> dict[str, int]:
+        """Kinds with queued instances (Created or Scheduled) that no live node has
+        registered, with how many are queued: they wait for a node that runs them."""
+        counts = await self.store.counts()
+        served = set(self.registry.kinds())
+        # This node's own record may lag its registry by one heartbeat: trust the registry.
+        for node in await self.store.nodes():
+            if node.node_id != self.node_id:
+                served.update(node.kinds)
+        waiting: dict[str, int] = {}
+        for (kind, state), count in counts.items():
+            if count and state in _QUEUED and kind not in served:
+                waiting[kind] = waiting.get(kind, 0) + count
+        return dict(sorted(waiting.items()))
 
     async def _enable_retention(
         self, retention: float | timedelta, every: float | timedelta
@@ -665,6 +699,9 @@ class Manager(Runtime):
             replace=True,
         )
         await self.schedule(PRUNE_KIND, every=every, id=PRUNE_KIND, overlap=Overlap.SKIP)
+
+
+_QUEUED = frozenset({State.CREATED, State.SCHEDULED})
 
 
 def _states(value: State | str | Collection[State | str] | None) -> frozenset[State] | None:
@@ -770,6 +807,16 @@ async def open_manager(
                 await nursery.start(manager._log_buffer.run)
                 await nursery.start(manager._listen)
                 await nursery.start(manager._pool.run)
+                heartbeat = manager._heartbeat = Heartbeat(
+                    backend,
+                    manager.node_id,
+                    lambda: (manager.registry.kinds(), manager.workers),
+                    interval=lease / 3,
+                    ttl=lease,
+                    started_at=clock.now(),
+                    version=__version__,
+                )
+                await nursery.start(heartbeat.run)
                 nursery.start_soon(manager._keep_leases)
                 nursery.start_soon(manager._reap, reap_interval or lease)
                 nursery.start_soon(manager.scheduler.run)
@@ -788,6 +835,7 @@ async def open_manager(
                 finally:
                     with trio.CancelScope(shield=True):
                         await manager._drain(grace)
+                        await heartbeat.remove()
                     manager._closed = True
                     manager._wake_all_waiters()  # their wait() raises ManagerClosed
                     nursery.cancel_scope.cancel()

@@ -31,6 +31,7 @@ EXPECTED = {
     "ManagerClosed",
     "ManagerStatistics",
     "MemoryStore",
+    "NodeRecord",
     "Misfire",
     "NonRetryable",
     "Overlap",

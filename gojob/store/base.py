@@ -48,6 +48,7 @@ __all__ = [
     "InstanceQuery",
     "LeaseReply",
     "LogQuery",
+    "NodeRecord",
     "Outcome",
     "PruneResult",
     "ScheduleRecord",
@@ -265,6 +266,37 @@ class ScheduleRecord:
         clone.args = copy_json(self.args)
         clone.kwargs = copy_json(self.kwargs)
         clone.recent_skips = list(self.recent_skips)
+        return clone
+
+
+# -- nodes ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class NodeRecord:
+    """A live manager process, as it last announced itself (:meth:`Store.heartbeat`).
+
+    A node is *alive* until ``expires_at``; one that stops announcing itself (killed,
+    partitioned) drops out of :meth:`Store.nodes` when it expires. ``last_seen`` and
+    ``expires_at`` are set by the store, on its own clock.
+    """
+
+    node_id: str
+    kinds: list[str] = field(default_factory=list)
+    """The job kinds registered on the node (what it can run)."""
+    workers: int = 0
+    host: str = ""
+    pid: int = 0
+    version: str = ""
+    started_at: datetime | None = None
+    last_seen: datetime | None = None
+    expires_at: datetime | None = None
+
+    def copy(self) -> NodeRecord:
+        clone = NodeRecord(self.node_id)
+        for name in self.__slots__:
+            setattr(clone, name, getattr(self, name))
+        clone.kinds = list(self.kinds)
         return clone
 
 
@@ -523,6 +555,24 @@ class Store(abc.ABC):
         to the schedule's and ``skipped`` appended to ``recent_skips`` (the latest 100
         kept). Returns the added instances, or None when another node got there first.
         """
+
+    # nodes
+    @abc.abstractmethod
+    async def heartbeat(self, node: NodeRecord, ttl: float) -> NodeRecord:
+        """Announce ``node`` as alive for ``ttl`` seconds from now (store clock): insert
+        or replace its record (every field but the times is taken from ``node``), set
+        ``last_seen`` to now and ``expires_at`` to now + ``ttl``. Returns the stored
+        record. Idempotent: a repeated heartbeat only moves the two times."""
+
+    @abc.abstractmethod
+    async def nodes(self) -> list[NodeRecord]:
+        """The nodes alive now (``expires_at`` after the store's now), by ``node_id``.
+        A store may delete the expired records it meets."""
+
+    @abc.abstractmethod
+    async def remove_node(self, node_id: str) -> bool:
+        """Forget a node (a clean shutdown); True if its record existed. Its claims are
+        untouched: they end by their own leases."""
 
     # retention and notifications
     @abc.abstractmethod

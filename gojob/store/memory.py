@@ -30,6 +30,7 @@ from .base import (
     InstanceQuery,
     LeaseReply,
     LogQuery,
+    NodeRecord,
     Outcome,
     PruneResult,
     ScheduleRecord,
@@ -103,6 +104,7 @@ class MemoryStore(Store):
         self._queued: dict[str, int] = {}
         self._running: dict[str, str] = {}  # claim token -> uuid
         self._schedules: dict[str, ScheduleRecord] = {}
+        self._nodes: dict[str, NodeRecord] = {}
         self._subscribers: list[_MemorySubscription] = []
         self._wanted_states: frozenset[State] | None = frozenset()
         """States some subscriber wants STATE events for (None: all)."""
@@ -623,6 +625,27 @@ class MemoryStore(Store):
         if existed:
             self._emit([Event(EventType.SCHEDULE, schedule_id=schedule_id)])
         return existed
+
+    # -- nodes --------------------------------------------------------------------
+    async def heartbeat(self, node: NodeRecord, ttl: float) -> NodeRecord:
+        await trio.lowlevel.checkpoint()
+        now = self.clock.now()
+        stored = node.copy()
+        stored.last_seen = now
+        stored.expires_at = now + timedelta(seconds=ttl)
+        self._nodes[node.node_id] = stored
+        return stored.copy()
+
+    async def nodes(self) -> list[NodeRecord]:
+        await trio.lowlevel.checkpoint()
+        now = self.clock.now()
+        for node_id in [n.node_id for n in self._nodes.values() if n.expires_at <= now]:  # type: ignore[operator]
+            del self._nodes[node_id]
+        return [n.copy() for _, n in sorted(self._nodes.items())]
+
+    async def remove_node(self, node_id: str) -> bool:
+        await trio.lowlevel.checkpoint()
+        return self._nodes.pop(node_id, None) is not None
 
     async def fire_schedule(
         self,

@@ -31,6 +31,7 @@ from ..base import (
     InstanceQuery,
     LeaseReply,
     LogQuery,
+    NodeRecord,
     Outcome,
     PruneResult,
     ScheduleRecord,
@@ -47,6 +48,8 @@ from .rows import (
     log_params,
     log_record,
     mutable_params,
+    node_from_row,
+    node_params,
     schedule_from_row,
     schedule_params,
     to_us,
@@ -454,6 +457,30 @@ def set_schedule_paused(
 def delete_schedule(conn: Connection, st: Statements, schedule_id: str) -> tuple[bool, Events]:
     existed = _run(conn, st, st.delete_schedule, {"p_id": schedule_id}).rowcount > 0
     return existed, [Event(EventType.SCHEDULE, schedule_id=schedule_id)] if existed else []
+
+
+# -- nodes ----------------------------------------------------------------------------------
+
+
+def heartbeat(
+    conn: Connection, st: Statements, node: NodeRecord, ttl: float, now: datetime
+) -> tuple[NodeRecord, Events]:
+    stored = node.copy()
+    stored.last_seen = now
+    stored.expires_at = now + timedelta(seconds=ttl)
+    _run(conn, st, st.delete_node, {"p_id": node.node_id})
+    _run(conn, st, st.insert_node, node_params(stored))
+    return stored, []
+
+
+def nodes(conn: Connection, st: Statements, now: datetime) -> tuple[list[NodeRecord], Events]:
+    _run(conn, st, st.delete_expired_nodes, {"p_now": to_us(now)})
+    rows = _run(conn, st, st.live_nodes, {"p_now": to_us(now)}).fetchall()
+    return [node_from_row(row) for row in rows], []
+
+
+def remove_node(conn: Connection, st: Statements, node_id: str) -> tuple[bool, Events]:
+    return _run(conn, st, st.delete_node, {"p_id": node_id}).rowcount > 0, []
 
 
 def fire_schedule(

@@ -25,7 +25,7 @@ from ... import _aio  # isort: skip  # before asyncpg: see gojob._aio
 import contextlib
 import os
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import Any, TypeVar, cast
 
@@ -41,6 +41,7 @@ from ..base import (
     InstanceQuery,
     LeaseReply,
     LogQuery,
+    NodeRecord,
     Outcome,
     PruneResult,
     ScheduleRecord,
@@ -67,6 +68,8 @@ from .rows import (
     log_params,
     log_record,
     mutable_params,
+    node_from_row,
+    node_params,
     schedule_from_row,
     schedule_params,
     to_us,
@@ -680,6 +683,30 @@ async def delete_schedule(tx: Tx, schedule_id: str) -> bool:
     if existed:
         tx.events.append(Event(EventType.SCHEDULE, schedule_id=schedule_id))
     return existed
+
+
+# -- nodes --------------------------------------------------------------------------------------
+
+
+async def heartbeat(tx: Tx, node: NodeRecord, ttl: float) -> NodeRecord:
+    now = await tx.now()
+    stored = node.copy()
+    stored.last_seen = now
+    stored.expires_at = now + timedelta(seconds=ttl)
+    await tx.core(tx.st.core.delete_node, {"p_id": node.node_id})
+    await tx.core(tx.st.core.insert_node, node_params(stored))
+    return stored
+
+
+async def nodes(tx: Tx) -> list[NodeRecord]:
+    now_us = to_us(await tx.now())
+    await tx.core(tx.st.core.delete_expired_nodes, {"p_now": now_us})
+    rows = await tx.core_rows(tx.st.core.live_nodes, {"p_now": now_us})
+    return [node_from_row(_seq(row)) for row in rows]
+
+
+async def remove_node(tx: Tx, node_id: str) -> bool:
+    return _count(await tx.core(tx.st.core.delete_node, {"p_id": node_id})) > 0
 
 
 async def fire_schedule(

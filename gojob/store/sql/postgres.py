@@ -31,6 +31,7 @@ from ..base import (
     InstanceQuery,
     LeaseReply,
     LogQuery,
+    NodeRecord,
     Outcome,
     PruneResult,
     ScheduleRecord,
@@ -366,6 +367,16 @@ class PostgresStore(Store):
             skipped_count,
             transaction=True,
         )
+
+    # -- nodes ---------------------------------------------------------------------------------
+    async def heartbeat(self, node: NodeRecord, ttl: float) -> NodeRecord:
+        return await self._call(pg_ops.heartbeat, node.copy(), ttl, transaction=True)
+
+    async def nodes(self) -> list[NodeRecord]:
+        return await self._call(pg_ops.nodes, transaction=True)
+
+    async def remove_node(self, node_id: str) -> bool:
+        return await self._call(pg_ops.remove_node, node_id, transaction=True)
 
     # -- retention and notifications -----------------------------------------------------------
     async def prune(self, before: datetime) -> PruneResult:

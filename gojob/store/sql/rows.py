@@ -16,7 +16,7 @@ from ...instance import HistoryRecord, Instance, LogLevel, LogRecord
 from ...policy import Policy
 from ...schedule import Misfire, Overlap, trigger_from_json
 from ...state import State
-from ..base import ScheduleRecord
+from ..base import NodeRecord, ScheduleRecord
 
 __all__ = [
     "INSTANCE_COLUMNS",
@@ -331,6 +331,53 @@ SCHEDULE_COLUMNS = (
     "created_us",
     "updated_us",
 )
+
+
+def node_params(node: NodeRecord) -> dict[str, Any]:
+    """Row values of a node (its times must be set)."""
+    assert node.last_seen is not None
+    assert node.expires_at is not None
+    return {
+        "node_id": node.node_id,
+        "kinds": dumps(node.kinds),
+        "workers": node.workers,
+        "host": node.host,
+        "pid": node.pid,
+        "version": node.version,
+        "started_us": _opt_us(node.started_at),
+        "last_seen_us": to_us(node.last_seen),
+        "expires_us": to_us(node.expires_at),
+    }
+
+
+def node_from_row(row: Sequence[Any]) -> NodeRecord:
+    """A node from a row of :data:`NODE_COLUMNS`."""
+    node_id, kinds, workers, host, pid, version, started_us, last_seen_us, expires_us = row
+    return NodeRecord(
+        node_id,
+        kinds=_loads(kinds),
+        workers=workers,
+        host=host,
+        pid=pid,
+        version=version,
+        started_at=None if started_us is None else from_us(started_us),
+        last_seen=from_us(last_seen_us),
+        expires_at=from_us(expires_us),
+    )
+
+
+NODE_COLUMNS = (
+    "node_id",
+    "kinds",
+    "workers",
+    "host",
+    "pid",
+    "version",
+    "started_us",
+    "last_seen_us",
+    "expires_us",
+)
+"""The columns of the nodes table, in :func:`node_from_row`'s order."""
 
 
 def schedule_params(record: ScheduleRecord) -> dict[str, Any]:

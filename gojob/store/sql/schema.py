@@ -204,7 +204,14 @@ def make_metadata(prefix: str = DEFAULT_PREFIX) -> MetaData:
         f"{p}nodes",
         metadata,
         Column("node_id", String(255), primary_key=True),
+        Column("kinds", Text, nullable=False),
+        Column("workers", Integer, nullable=False),
+        Column("host", String(255), nullable=False),
+        Column("pid", Integer, nullable=False),
+        Column("version", String(64), nullable=False),
+        Column("started_us", BigInteger),
         Column("last_seen_us", BigInteger, nullable=False),
+        Column("expires_us", BigInteger, nullable=False),
     )
     return metadata
 

@@ -30,6 +30,7 @@ from ..base import (
     InstanceQuery,
     LeaseReply,
     LogQuery,
+    NodeRecord,
     Outcome,
     PruneResult,
     ScheduleRecord,
@@ -349,6 +350,16 @@ class SqliteStore(Store):
             list(skipped),
             skipped_count,
         )
+
+    # -- nodes ---------------------------------------------------------------------------------
+    async def heartbeat(self, node: NodeRecord, ttl: float) -> NodeRecord:
+        return await self._write_now(ops.heartbeat, node.copy(), ttl)
+
+    async def nodes(self) -> list[NodeRecord]:
+        return await self._write_now(ops.nodes)
+
+    async def remove_node(self, node_id: str) -> bool:
+        return await self._write(ops.remove_node, node_id)
 
     # -- retention and notifications -----------------------------------------------------------
     async def prune(self, before: datetime) -> PruneResult:

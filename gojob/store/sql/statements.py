@@ -54,7 +54,7 @@ from sqlalchemy import (
 
 from ...state import FINAL, State
 from ..base import DEFAULT_LIMIT, HistoryQuery, InstanceQuery, LogQuery
-from .rows import INSTANCE_COLUMNS, MUTABLE_COLUMNS, SCHEDULE_COLUMNS, to_us
+from .rows import INSTANCE_COLUMNS, MUTABLE_COLUMNS, NODE_COLUMNS, SCHEDULE_COLUMNS, to_us
 from .schema import ACTIVE_STATE_VALUES, Tables
 
 __all__ = ["MAX_LIST", "Statements", "list_size"]
@@ -194,6 +194,20 @@ class Statements:
         """Replace every column of the schedule ``b_id``."""
         self.delete_schedule: Delete = delete(s).where(s.c.id == bindparam("p_id"))
         """Delete the schedule ``p_id``."""
+
+        n = tables.nodes
+        self.insert_node: Insert = _insert_all(n)
+        """Insert a node."""
+        self.delete_node: Delete = delete(n).where(n.c.node_id == bindparam("p_id"))
+        """Delete the node ``p_id``."""
+        self.delete_expired_nodes: Delete = delete(n).where(n.c.expires_us <= bindparam("p_now"))
+        """Delete the nodes expired at ``p_now``."""
+        self.live_nodes: Select[Any] = (
+            select(*(n.c[name] for name in NODE_COLUMNS))
+            .where(n.c.expires_us > bindparam("p_now"))
+            .order_by(n.c.node_id)
+        )
+        """The nodes alive at ``p_now``, by id."""
 
     def compiled(self, statement: Any) -> tuple[str, dict[str, Any]]:
         """The SQL text of a statement built here, for :attr:`dialect`'s driver, and the
