@@ -37,7 +37,8 @@ async def test_heartbeat_stores_the_node_with_store_times(store: Store) -> None:
             "1.2.3",
         )
         assert stored.started_at == datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)
-        assert stored.last_seen is not None and stored.expires_at is not None
+        assert stored.last_seen is not None
+        assert stored.expires_at is not None
         assert before - timedelta(milliseconds=1) <= stored.last_seen <= after
         assert stored.expires_at - stored.last_seen == timedelta(seconds=LONG_LEASE)
         [listed] = await store.nodes()
@@ -50,7 +51,8 @@ async def test_heartbeat_replaces_the_record_and_moves_its_times(store: Store) -
         assert first.last_seen is not None
         await wait_past(store, first.last_seen)
         second = await store.heartbeat(node("n1", kinds=["job.c"], workers=8), LONG_LEASE)
-        assert second.last_seen is not None and second.last_seen > first.last_seen
+        assert second.last_seen is not None
+        assert second.last_seen > first.last_seen
         [listed] = await store.nodes()
         assert (listed.kinds, listed.workers) == (["job.c"], 8)
         assert listed.last_seen == second.last_seen

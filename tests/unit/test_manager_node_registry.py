@@ -55,7 +55,8 @@ async def test_the_heartbeat_keeps_a_node_alive_past_its_ttl(
         await trio.sleep(60)  # many times the 9 s ttl
         [again] = await a.nodes()
         assert again.node_id == "a"
-        assert first.last_seen is not None and again.last_seen is not None
+        assert first.last_seen is not None
+        assert again.last_seen is not None
         assert again.last_seen - first.last_seen >= timedelta(seconds=50)
         assert again.started_at == first.started_at
 
