@@ -1,1 +1,1 @@
-"""Code generated from proto/job/v1/service.proto by gojob.server._gen: do not edit."""
+"""Code generated from proto/ by gojob.server._gen: do not edit."""

@@ -1,21 +1,42 @@
 """Host the grpclib server inside the Trio program, through the asyncio bridge.
 
 :func:`serve` binds, reports the bound port through ``task_status`` (pass port 0 to get
-a free one) and serves until cancelled. On cancel it stops accepting, ends the calls in
-flight with ``UNAVAILABLE`` (see :mod:`gojob.server.service`) and closes the listening
-socket before returning.
+a free one) and serves until cancelled:
+
+* ``job.v1.JobService``: go-job's five calls (:mod:`gojob.server.service`);
+* ``gojob.v1.GojobService``: gojob's own (:mod:`gojob.server.gojob_service`);
+* ``grpc.health.v1.Health``: SERVING for ``""`` and both services while serving,
+  NOT_SERVING once shutdown starts;
+* server reflection (``grpc.reflection.v1`` and ``v1alpha``), listing the three.
+
+Requests and replies over ``max_message_bytes`` are refused with ``RESOURCE_EXHAUSTED``
+(:mod:`gojob.server._codec`).
+
+On cancel it stops accepting, turns health to NOT_SERVING, ends every call in flight
+(streams included) with ``UNAVAILABLE`` (:mod:`gojob.server._guard`), then closes the
+clients' connections and the listening socket before returning.
 """
 
 from __future__ import annotations
 
 import socket
+import weakref
+from dataclasses import dataclass
+from typing import Any
 
 import trio
+from grpclib.health.check import ServiceStatus
+from grpclib.health.service import Health
+from grpclib.protocol import H2Protocol
+from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server
 
 from .._aio import acquire_loop
 from ..manager import Manager
-from .service import DEFAULT_LOOKUP_LIMIT, JobService
+from ._codec import DEFAULT_MAX_MESSAGE_BYTES, CappedCodec
+from ._guard import ShutdownGuard
+from .gojob_service import DEFAULT_LOOKUP_LIMIT, GojobService
+from .service import JobService
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "serve"]
 
@@ -35,15 +56,56 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _start(service: JobService, sock: socket.socket) -> Server:
-    server = Server([service])
+class _Server(Server):
+    """grpclib's Server, which also closes its clients' connections when it stops.
+
+    ``Server.close()`` stops accepting and cancels the calls in flight, but leaves the
+    accepted connections open (on Python 3.11 ``wait_closed`` does not wait for them):
+    their sockets would outlive the bridge's loop, and clients would learn nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._protocols: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
+
+    def _protocol_factory(self) -> H2Protocol:
+        protocol = super()._protocol_factory()
+        self._protocols.add(protocol)
+        return protocol
+
+    def close_connections(self) -> None:
+        for protocol in list(self._protocols):
+            connection = getattr(protocol, "connection", None)  # set once connected
+            if connection is not None:
+                connection.close()
+
+
+@dataclass
+class _Running:
+    server: _Server
+    guard: ShutdownGuard
+    status: ServiceStatus
+
+
+async def _start(services: list[Any], sock: socket.socket, max_message_bytes: int) -> _Running:
+    """Asyncio side: build and start the server (health's status needs the loop)."""
+    status = ServiceStatus()
+    status.set(True)
+    health = Health({service: [status] for service in services})
+    guard = ShutdownGuard()
+    servables = ServerReflection.extend([*services, health])
+    server = _Server(
+        [guard.wrap(servable) for servable in servables], codec=CappedCodec(max_message_bytes)
+    )
     await server.start(sock=sock)
-    return server
+    return _Running(server, guard, status)
 
 
-async def _stop(server: Server) -> None:
-    server.close()
-    await server.wait_closed()
+async def _stop(running: _Running) -> None:
+    running.guard.closing = True
+    running.status.set(False)
+    running.server.close()
+    await running.server.wait_closed()  # every call ended (UNAVAILABLE if cut short)
+    running.server.close_connections()
 
 
 async def serve(
@@ -52,16 +114,25 @@ async def serve(
     port: int = DEFAULT_PORT,
     *,
     lookup_limit: int = DEFAULT_LOOKUP_LIMIT,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``manager`` over gRPC on ``host:port`` until cancelled; ``task_status``
-    receives the bound port (``await nursery.start(serve, manager, "127.0.0.1", 0)``)."""
-    service = JobService(manager, lookup_limit=lookup_limit)
+    receives the bound port (``await nursery.start(serve, manager, "127.0.0.1", 0)``).
+
+    ``lookup_limit`` caps the rows of one lookup (and is the default page size);
+    ``max_message_bytes`` caps requests and replies."""
+    if max_message_bytes < 1024:
+        raise ValueError("max_message_bytes must be at least 1024")
+    services: list[Any] = [
+        JobService(manager, lookup_limit=lookup_limit, max_message_bytes=max_message_bytes),
+        GojobService(manager, lookup_limit=lookup_limit, max_message_bytes=max_message_bytes),
+    ]
     sock = _bind(host, port)
     bridge = await acquire_loop()
     try:
         try:
-            server = await bridge.run(_start, service, sock)
+            running = await bridge.run(_start, services, sock, max_message_bytes)
         except BaseException:
             sock.close()
             raise
@@ -70,6 +141,6 @@ async def serve(
             await trio.sleep_forever()
         finally:
             with trio.CancelScope(shield=True):
-                await bridge.run(_stop, server)
+                await bridge.run(_stop, running)
     finally:
         await bridge.release()
