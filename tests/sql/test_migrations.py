@@ -239,6 +239,10 @@ def test_command_line(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert migrate.main(["check", "--url", url]) == 0
     assert migrate.main(["current", "--url", url]) == 0
     assert migrate.head() in capsys.readouterr().out
+    # The revision may also follow the options.
+    assert migrate.main(["downgrade", "--url", url, "0002"]) == 0
+    assert migrate.main(["current", "--url", url]) == 0
+    assert capsys.readouterr().out.strip() == "0002"
     assert migrate.main(["downgrade", "base", "--url", url]) == 0
     assert migrate.main(["current", "--url", url]) == 0
     assert "(empty)" in capsys.readouterr().out

@@ -399,7 +399,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="table prefix (gojob_)")
     parser.add_argument("--schema", help="PostgreSQL schema of the tables (default: search_path)")
     parser.add_argument("--sql", action="store_true", help="print the SQL instead of running it")
-    args = parser.parse_args(argv)
+    # Intermixed: the revision may come after the options (`downgrade --url U base`).
+    args = parser.parse_intermixed_args(argv)
     try:
         if args.action == "upgrade":
             upgrade(
