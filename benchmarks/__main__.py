@@ -1,29 +1,37 @@
-"""python -m benchmarks [--store memory|postgres] [--jobs N] [--rounds R] [--url URL]"""
+"""python -m benchmarks [--store memory|postgres|etcd] [--jobs N] [--rounds R] [--url URL]"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 
 import trio
+
+# store -> (module, default jobs, default rounds, takes a URL)
+SUITES: dict[str, tuple[str, int, int, bool]] = {
+    "memory": ("memory", 100_000, 5, False),
+    "postgres": ("postgres", 10_000, 3, True),
+    "etcd": ("etcd", 10_000, 3, True),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("--store", choices=["memory", "postgres"], default="memory")
-    parser.add_argument("--jobs", type=int, help="jobs per run (memory 100,000; postgres 10,000)")
-    parser.add_argument("--rounds", type=int, help="paired rounds (memory 5; postgres 3)")
-    parser.add_argument("--url", help="postgres: the database (default GOJOB_POSTGRES_URL)")
+    parser.add_argument("--store", choices=list(SUITES), default="memory")
+    parser.add_argument("--jobs", type=int, help="jobs per run (memory 100,000; the others 10,000)")
+    parser.add_argument("--rounds", type=int, help="paired rounds (memory 5; the others 3)")
+    parser.add_argument(
+        "--url",
+        help="postgres: the database (default GOJOB_POSTGRES_URL); "
+        "etcd: etcd://host:port (default GOJOB_ETCD_URL, else etcd://127.0.0.1:2379)",
+    )
     args = parser.parse_args()
-    if args.store == "postgres":
-        from . import postgres
-
-        trio.run(
-            postgres.run, args.jobs or 10_000, args.rounds or 3, args.url or postgres.DEFAULT_URL
-        )
+    name, jobs, rounds, takes_url = SUITES[args.store]
+    suite = importlib.import_module(f".{name}", __package__)
+    if takes_url:
+        trio.run(suite.run, args.jobs or jobs, args.rounds or rounds, args.url or suite.DEFAULT_URL)
     else:
-        from . import memory
-
-        trio.run(memory.run, args.jobs or 100_000, args.rounds or 5)
+        trio.run(suite.run, args.jobs or jobs, args.rounds or rounds)
 
 
 if __name__ == "__main__":

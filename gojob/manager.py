@@ -106,9 +106,19 @@ def _open_store(store: Store | str | None, clock: Clock) -> Store:
             ) from exc
 
         return PostgresStore(store)
+    if isinstance(store, str) and store.startswith(("etcd://", "etcds://")):
+        # Due times and leases on ``clock``: etcd has no time API (see EtcdStore).
+        try:
+            from .store.etcd import EtcdStore
+        except ImportError as exc:
+            raise UnsupportedStore(
+                f"the etcd store needs its extra: pip install 'gojob[etcd]' ({exc})"
+            ) from exc
+
+        return EtcdStore(store, clock=clock)
     raise UnsupportedStore(
         f"unsupported store {store!r}: pass a Store object, 'memory://', "
-        "'sqlite:///path.db' or 'postgresql://user@host/database'"
+        "'sqlite:///path.db', 'postgresql://user@host/database' or 'etcd://host:2379'"
     )
 
 

@@ -69,10 +69,22 @@ async def postgresql_store() -> AsyncIterator[Store]:
         yield store
 
 
+@asynccontextmanager
+async def etcd_store() -> AsyncIterator[Store]:
+    """A store under a fresh key prefix on the test etcd (``GOJOB_ETCD_URL``, else a
+    private etcd the test session starts); its keys are deleted on exit (see
+    ``tests/etcd/_etcd.py``)."""
+    from ..etcd._etcd import etcd_store as open_etcd_store
+
+    async with open_etcd_store() as store:
+        yield store
+
+
 STORE_FACTORIES: dict[str, StoreFactory] = {
     "memory": memory_store,
     "sqlite": sqlite_store,
     "postgresql": postgresql_store,
+    "etcd": etcd_store,
 }
 """Backend name -> factory of an opened, empty store (see the module docstring)."""
 
