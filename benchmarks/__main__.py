@@ -1,4 +1,4 @@
-"""python -m benchmarks [--store memory|postgres|etcd] [--jobs N] [--rounds R] [--url URL]"""
+"""python -m benchmarks [--store memory|postgres|etcd|redis] [--jobs N] [--rounds R] [--url URL]"""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ SUITES: dict[str, tuple[str, int, int, bool]] = {
     "memory": ("memory", 100_000, 5, False),
     "postgres": ("postgres", 10_000, 3, True),
     "etcd": ("etcd", 10_000, 3, True),
+    "redis": ("redis", 10_000, 3, True),
 }
 
 
@@ -23,7 +24,8 @@ def main() -> None:
     parser.add_argument(
         "--url",
         help="postgres: the database (default GOJOB_POSTGRES_URL); "
-        "etcd: etcd://host:port (default GOJOB_ETCD_URL, else etcd://127.0.0.1:2379)",
+        "etcd: etcd://host:port (default GOJOB_ETCD_URL, else etcd://127.0.0.1:2379); "
+        "redis: redis://host:port/db (default GOJOB_REDIS_URL, else redis://127.0.0.1:6379/0)",
     )
     args = parser.parse_args()
     name, jobs, rounds, takes_url = SUITES[args.store]

@@ -116,9 +116,22 @@ def _open_store(store: Store | str | None, clock: Clock) -> Store:
             ) from exc
 
         return EtcdStore(store, clock=clock)
+    if isinstance(store, str) and store.startswith(
+        ("redis://", "rediss://", "valkey://", "valkeys://")
+    ):
+        # Redis or Valkey (``?prefix=`` names the deployment): the server's clock (TIME).
+        try:
+            from .store.redis import RedisStore
+        except ImportError as exc:
+            raise UnsupportedStore(
+                f"the Redis store needs its extra: pip install 'gojob[redis]' ({exc})"
+            ) from exc
+
+        return RedisStore(store)
     raise UnsupportedStore(
         f"unsupported store {store!r}: pass a Store object, 'memory://', "
-        "'sqlite:///path.db', 'postgresql://user@host/database' or 'etcd://host:2379'"
+        "'sqlite:///path.db', 'postgresql://user@host/database', 'etcd://host:2379' "
+        "or 'redis://host:6379/0' ('valkey://' too)"
     )
 
 

@@ -70,6 +70,16 @@ async def postgresql_store() -> AsyncIterator[Store]:
 
 
 @asynccontextmanager
+async def redis_store() -> AsyncIterator[Store]:
+    """A store under a fresh key prefix on the test Redis (``GOJOB_REDIS_URL``, default
+    the local server); its keys are deleted on exit (see ``tests/redis/_redis.py``)."""
+    from ..redis._redis import redis_store as open_redis_store
+
+    async with open_redis_store() as store:
+        yield store
+
+
+@asynccontextmanager
 async def etcd_store() -> AsyncIterator[Store]:
     """A store under a fresh key prefix on the test etcd (``GOJOB_ETCD_URL``, else a
     private etcd the test session starts); its keys are deleted on exit (see
@@ -84,6 +94,7 @@ STORE_FACTORIES: dict[str, StoreFactory] = {
     "memory": memory_store,
     "sqlite": sqlite_store,
     "postgresql": postgresql_store,
+    "redis": redis_store,
     "etcd": etcd_store,
 }
 """Backend name -> factory of an opened, empty store (see the module docstring)."""
