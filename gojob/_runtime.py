@@ -107,15 +107,19 @@ class Runtime:
     def _wake_dispatcher(self) -> None:
         self._dispatch_wake.set()
 
+    def _free(self) -> int:
+        """How many attempts a claim may take now (0: none)."""
+        capacity = self._capacity()
+        # Outcomes awaiting their acknowledgement count too, past a bound: claims must
+        # not outrun a store that is slow to write them.
+        return min(capacity - self._busy, max(2 * capacity, _ACK_BACKLOG) - self._in_flight)
+
     async def _claim(self) -> int:
         """Claim as many due attempts as there are free slots and queue them for the
         workers; returns how many. One claim at a time per node (the dispatcher, or a
         worker that ran out of work while the store had a backlog)."""
         kinds = self.registry.kinds()
-        capacity = self._capacity()
-        # Outcomes awaiting their acknowledgement count too, past a bound: claims must
-        # not outrun a store that is slow to write them.
-        free = min(capacity - self._busy, max(2 * capacity, _ACK_BACKLOG) - self._in_flight)
+        free = self._free()
         if self._claiming or self._closing or not kinds or free <= 0:
             return 0
         self._claiming = True
@@ -126,9 +130,42 @@ class Runtime:
         finally:
             self._claiming = False
             self._claim_done.set()
+        self._accept(batch, free, lease_until)
+        return len(batch)
+
+    async def _add(self, instances: list[Instance]) -> list[Instance]:
+        """Add ``instances``; when this node has a free worker and one of them is due now
+        and of a kind it runs, claim in the same store call (``Store.add_and_claim``), so
+        an immediate job starts without a round trip after ``schedule`` returns."""
+        kinds = self.registry.kinds()
+        free = self._free()
+        if self._claiming or self._closing or free <= 0 or not kinds:
+            return await self.store.add(instances)
+        now = self.clock.now()
+        runnable = set(kinds)
+        if not any(
+            inst.kind in runnable and (inst.scheduled_at is None or inst.scheduled_at <= now)
+            for inst in instances
+        ):
+            return await self.store.add(instances)
+        self._claiming = True
+        self._claim_done = trio.Event()
+        try:
+            lease_until = trio.current_time() + self.lease
+            added, batch = await self.store.add_and_claim(
+                instances, self.node_id, kinds, free, self.lease
+            )
+        finally:
+            self._claiming = False
+            self._claim_done.set()
+        self._accept(batch, free, lease_until)
+        return added
+
+    def _accept(self, batch: list[Instance], asked: int, lease_until: float) -> None:
+        """Queue the attempts of a claim for the workers."""
         # A full batch suggests more is due: idle workers claim again themselves, without
         # waiting for the dispatcher (a task switch per batch saved).
-        self._backlog = len(batch) == free
+        self._backlog = len(batch) == asked
         if batch:
             self._in_flight += len(batch)
             self._busy += len(batch)
@@ -145,7 +182,6 @@ class Runtime:
                 by_uuid[inst.uuid] = attempt
                 put(attempt)
             self._leases_wanted.set()
-        return len(batch)
 
     def _capacity(self) -> int:
         """How many attempts this node may hold claimed and undecided.

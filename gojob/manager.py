@@ -400,7 +400,7 @@ class Manager(Runtime):
             max_rescues=max_rescues,
             dedupe_key=dedupe_key,
         )
-        (added,) = await self.store.add([inst])
+        (added,) = await self._add([inst])
         # A schedule point too: a producer looping on schedule() must let work run.
         await trio.lowlevel.cancel_shielded_checkpoint()
         return added
@@ -459,7 +459,7 @@ class Manager(Runtime):
             )
             for call in calls
         ]
-        added = await self.store.add(insts) if insts else []
+        added = await self._add(insts) if insts else []
         await trio.lowlevel.cancel_shielded_checkpoint()
         return added
 

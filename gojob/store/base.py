@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
-from ..errors import LeaseLost
+from ..errors import LeaseLost, StoreError
 from ..instance import HistoryRecord, Instance, LogLevel, LogRecord
 from ..policy import Policy
 from ..schedule import Misfire, Overlap, Trigger
@@ -402,6 +402,29 @@ class Store(abc.ABC):
         Processing history record, atomically; no instance is ever claimed by two
         callers. Instances with a pending cancel request are never claimed.
         """
+
+    async def add_and_claim(
+        self,
+        instances: Sequence[Instance],
+        node_id: str,
+        kinds: Collection[str] | None,
+        limit: int,
+        lease: float,
+    ) -> tuple[list[Instance], list[Instance]]:
+        """:meth:`add` ``instances``, then :meth:`claim` for ``node_id``, in one call:
+        returns ``(added, claimed)``. The claim follows the usual order, so it takes older
+        due work before what was just added. For a node that enqueues work it can run
+        now: a store may fuse the two (one round trip). The add is done whatever becomes
+        of the claim: a claim that fails claims nothing (``claimed`` is empty; the
+        instances wait in the queue), it never undoes the add or raises.
+
+        This default runs the two calls in turn."""
+        added = await self.add(instances)
+        try:
+            claimed = await self.claim(node_id, kinds, limit, lease)
+        except StoreError:
+            claimed = []
+        return added, claimed
 
     @abc.abstractmethod
     async def next_due(self, kinds: Collection[str] | None) -> datetime | None:

@@ -446,3 +446,46 @@ async def test_now_is_aware_utc_and_does_not_go_back(store: Store) -> None:
         assert readings == sorted(readings)
         # Close to this machine's clock (a server's clock may differ a little).
         assert abs(readings[-1] - datetime.now(UTC)) < timedelta(seconds=5)
+
+
+# -- add_and_claim ----------------------------------------------------------------------
+
+
+async def test_add_and_claim_adds_then_claims_in_the_usual_order(store: Store) -> None:
+    with trio.fail_after(TIMEOUT):
+        older = await add_one(store, priority=5)
+        now = await store.now()
+        urgent = make_instance(now, priority=1)
+        plain = make_instance(now, priority=5)
+        later = make_instance(now, priority=0, delay=3600)
+        other = make_instance(now, kind="job.other", priority=0)
+        added, claimed = await store.add_and_claim(
+            [urgent, plain, later, other], NODE, [KIND], 2, LONG_LEASE
+        )
+        assert [i.uuid for i in added] == [urgent.uuid, plain.uuid, later.uuid, other.uuid]
+        assert all(i.state is State.SCHEDULED for i in added)
+        # By priority, then due time and insertion: the older job before the new plain one;
+        # neither the delayed one nor another kind.
+        assert [i.uuid for i in claimed] == [urgent.uuid, older.uuid]
+        assert all(i.state is State.PROCESSING and i.node_id == NODE for i in claimed)
+        assert all(i.claim_token for i in claimed)
+        for inst in claimed:
+            assert await history_states(store, inst.uuid) == [
+                State.CREATED,
+                State.SCHEDULED,
+                State.PROCESSING,
+            ]
+        # What was not claimed waits in the queue as by add().
+        rest = await store.claim(NODE, [KIND], 10, LONG_LEASE)
+        assert [i.uuid for i in rest] == [plain.uuid]
+        assert (await store.get(later.uuid)).state is State.SCHEDULED  # type: ignore[union-attr]
+
+
+async def test_add_and_claim_with_nothing_claimable_only_adds(store: Store) -> None:
+    with trio.fail_after(TIMEOUT):
+        now = await store.now()
+        delayed = make_instance(now, delay=3600)
+        added, claimed = await store.add_and_claim([delayed], NODE, [KIND], 5, LONG_LEASE)
+        assert [i.uuid for i in added] == [delayed.uuid]
+        assert claimed == []
+        assert (await store.get(delayed.uuid)).state is State.SCHEDULED  # type: ignore[union-attr]
