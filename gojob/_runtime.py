@@ -446,6 +446,32 @@ class Runtime:
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, self.poll_interval)
 
+    async def _write_back(self) -> None:
+        """Write, from the closing task, the outcomes waiting for the finisher, and release
+        every other attempt this node holds (back to Scheduled): otherwise their leases
+        would keep them from every node until they expire. Bounded; a store failure is
+        logged (the reaper then rescues them)."""
+        items, self._finish_queue = self._finish_queue, []
+        decided = {token for token, _ in items}
+        items += [
+            (token, Outcome(State.SCHEDULED, reason="released", worker=attempt.worker or None))
+            for token, attempt in self._running.items()
+            if token not in decided
+        ]
+        if not items:
+            return
+        with trio.move_on_after(max(self.lease, 5.0)):
+            try:
+                # Some may be written already (a finisher's shielded retry): such a
+                # token no longer holds its lease and is left alone.
+                await self.store.finish_many(items, returning=False)
+            except GojobError as exc:
+                log.warning("could not write back %d attempts at close: %s", len(items), exc)
+        for token, _ in items:
+            attempt = self._running.get(token)
+            if attempt is not None:
+                self._forget(attempt)
+
     async def _finish_batch(self, items: list[tuple[str, Outcome]]) -> bool:
         """Write one batch; False (nothing forgotten) when the store failed."""
         results: list[Instance | LeaseLost | None] = []
@@ -648,11 +674,18 @@ class Runtime:
                         self._dispatch_wake.set()
                         self.scheduler.wake()
 
-    async def _drain(self, grace: float) -> None:
+    async def _drain(self, grace: float, *, tasks_alive: bool = True) -> None:
         """Stop claiming; let running attempts finish for ``grace`` seconds, then release
-        them (back to Scheduled) and wait for their release to be written."""
+        them (back to Scheduled) and wait for their release to be written.
+
+        ``tasks_alive`` false: the manager's own tasks are being cancelled with it (a
+        cancel from a scope around the manager), so no worker or finisher will write
+        anything more: write what they held here (:meth:`_write_back`)."""
         self._closing = True
         self._dispatch_wake.set()
+        if not tasks_alive:
+            await self._write_back()
+            return
         with trio.move_on_after(grace):
             # A claim on its way back would land after the drain: wait for it first.
             await self._claim_done.wait()

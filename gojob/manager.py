@@ -857,7 +857,11 @@ async def open_manager(
                     grace = 0.0
                 finally:
                     with trio.CancelScope(shield=True):
-                        await manager._drain(grace)
+                        # A Cancelled out of the body comes from a scope around the
+                        # manager, which cancels its tasks too.
+                        await manager._drain(
+                            grace, tasks_alive=not isinstance(body_error, trio.Cancelled)
+                        )
                         await heartbeat.remove()
                     manager._closed = True
                     manager._wake_all_waiters()  # their wait() raises ManagerClosed
