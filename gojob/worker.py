@@ -233,7 +233,11 @@ class WorkerPool:
 
     def take_nowait(self) -> Attempt | None:
         """The next queued attempt if one is waiting, else None (sentinels included:
-        the worker loop then checks whether it must retire)."""
+        the worker loop then checks whether it must retire). None while a retirement is
+        pending: a worker in a lane goes back to its loop, which retires it, instead of
+        running the attempts claimed ahead first (a shrink would wait for all of them)."""
+        if self._retiring:
+            return None
         try:
             return self.queue.get_nowait()
         except trio.WouldBlock:

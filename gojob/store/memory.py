@@ -89,6 +89,10 @@ class MemoryStore(Store):
     """All state in Python dicts and heaps. ``clock`` judges due times and leases."""
 
     name = "memory"
+    # No round trip to amortise, but each claim call still costs the manager a few
+    # microseconds of bookkeeping: under a backlog, batches of twice the workers halve
+    # that (a better instance arriving then waits behind at most 10 claimed ones).
+    preferred_prefetch = 10
 
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or SystemClock()
