@@ -35,6 +35,8 @@ from .instance import Instance as Instance
 from .instance import LogLevel as LogLevel
 from .instance import LogRecord as LogRecord
 from .job import Job as Job
+from .job_modules import JobModuleError as JobModuleError
+from .job_modules import JobSet as JobSet
 from .manager import Manager as Manager
 from .manager import ManagerStatistics as ManagerStatistics
 from .manager import open_manager as open_manager

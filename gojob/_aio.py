@@ -218,3 +218,9 @@ async def call_trio(async_fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs
     loop: Any = asyncio.get_running_loop()  # a trio_asyncio loop (untyped)
     result: T = await loop.trio_as_future(functools.partial(async_fn, *args, **kwargs))
     return result
+
+
+def adopt_running_loop() -> None:
+    """Asyncio side: make the running trio-asyncio loop findable (``get_event_loop``)
+    from the reader tasks spawned from this context (a TLS handshake completes there)."""
+    trio_asyncio.current_loop.set(asyncio.get_running_loop())

@@ -23,6 +23,8 @@ EXPECTED = {
     "InvalidSchedule",
     "InvalidTransition",
     "Job",
+    "JobModuleError",
+    "JobSet",
     "LeaseLost",
     "Limits",
     "LogLevel",

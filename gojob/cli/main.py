@@ -1,4 +1,6 @@
-"""The ``gojob`` command: ``gojob demo`` runs the main job on the embedded default store."""
+"""The ``gojob`` command: ``gojob demo`` runs the main job on the embedded default store,
+``gojob server`` runs a node with its gRPC API and metrics (:mod:`gojob.cli.server`),
+``gojob db`` migrates the SQL schema."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gojob",
         description="gojob: a job framework for Trio.",
-        epilog="Example: gojob demo",
+        epilog="Examples: gojob demo; gojob server --jobs myapp.jobs",
     )
     parser.add_argument("--version", action="version", version=f"gojob {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -44,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     demo.add_argument("--quiet", action="store_true", help="no live progress lines")
+    from .server import add_parser as add_server_parser
+
+    add_server_parser(sub)
     return parser
 
 
@@ -62,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.workers < 1:
             parser.error("--workers must be at least 1")
         return run_demo(workers=args.workers, quiet=args.quiet, store=args.store)
+    if args.command == "server":
+        from .server import run as run_server
+
+        return run_server(args)
     parser.print_help()
     return 2
 

@@ -1,6 +1,6 @@
 """Prometheus metrics: go-job's nine metrics on a registry of their own.
 
-``Metrics`` owns a ``CollectorRegistry`` exposing exactly:
+``Metrics`` exposes exactly:
 
 ==============================  =========  ===========================================
 ``go_job_registered``           gauge      jobs registered on this node
@@ -16,37 +16,42 @@
                                            this node count as canceled
 ``go_job_duration_seconds``     histogram  duration of each attempt, per kind
 ``gojob_abandoned_total``       counter    attempts of dead nodes this node reaped
+``gojob_unserved_instances``    gauge      queued (Created or Scheduled) instances of
+``{kind}``                                 kinds that no live node registers: they wait
+                                           for nobody (refreshed with ``go_job_queued``;
+                                           a warning is logged when a kind starts
+                                           waiting)
 ==============================  =========  ===========================================
 
-Counters are per node: sum them across nodes. No ``_created`` series is exposed: the
-metrics live on a private registry, and the exposed one holds a collector that drops
-those samples (``prometheus_client.disable_created_metrics()`` would do it for the
-whole process, including registries that are not gojob's).
+Counters are per node: sum them across nodes. No ``_created`` series is exposed. The
+values are plain Python state (:mod:`gojob.server._families`), updated on the Trio
+thread without locks and written as text there, by the endpoint's own Trio tasks (a few
+milliseconds for 100 kinds); ``Metrics.registry`` offers them to ``prometheus_client``
+too.
 
 Attach a ``Metrics`` with ``open_manager(..., metrics=Metrics())``; serve it with
-:func:`serve_metrics`, which also runs the ``go_job_queued`` refresher. Metrics are
-updated from the Trio thread and read by ``prometheus_client``'s HTTP thread (its
-metrics are thread-safe); the scrape thread never touches the store.
+:func:`serve_metrics`, which also runs the ``go_job_queued`` refresher (a scrape never
+touches the store).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
 from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry
 
 from ..errors import StoreError
 from ..state import State
+from ._exposition import DEFAULT_MAX_AGE, serve_exposition
+from ._families import Families, FamiliesCollector, render
 
 if TYPE_CHECKING:
     from .._runtime import Runtime
+    from ..manager import Manager
     from ..store.base import Store
 
 __all__ = ["DEFAULT_METRICS_PORT", "Metrics", "serve_metrics"]
@@ -64,40 +69,12 @@ _STATE_COUNTERS = {
 }
 
 
-class _WithoutCreated(Collector):
-    """Exposes another registry's families without their ``_created`` samples."""
-
-    def __init__(self, inner: CollectorRegistry) -> None:
-        self._inner = inner
-
-    def collect(self) -> Iterable[Metric]:
-        for family in self._inner.collect():
-            kept = Metric(family.name, family.documentation, family.type, family.unit)
-            kept.samples = [s for s in family.samples if not s.name.endswith("_created")]
-            yield kept
-
-
-class _KindMetrics:
-    """The labelled children of one kind (``labels()`` costs a lock and a lookup)."""
-
-    __slots__ = ("abandoned", "duration", "executed", "states")
-
-    def __init__(self, metrics: Metrics, kind: str) -> None:
-        self.executed = metrics._executed.labels(kind)
-        self.states = (
-            metrics._completed.labels(kind),
-            metrics._terminated.labels(kind),
-            metrics._canceled.labels(kind),
-            metrics._timedout.labels(kind),
-        )
-        self.duration = metrics._duration.labels(kind)
-        self.abandoned = metrics._abandoned.labels(kind)
-
-
 class Metrics:
     """go-job's metrics for one node (see the module docstring).
 
-    ``registry`` is what to expose; ``store`` is where ``go_job_queued`` is counted (set
+    ``registry`` is a ``prometheus_client`` registry of these metrics alone, for an
+    application that serves them itself; :func:`serve_metrics` writes the same text
+    faster from the state directly. ``store`` is where ``go_job_queued`` is counted (set
     by ``open_manager`` when not given); ``queued_interval`` is the refresher's period.
     """
 
@@ -108,82 +85,55 @@ class Metrics:
             raise ValueError(f"queued_interval must be positive, got {queued_interval!r}")
         self.store = store
         self.queued_interval = queued_interval
-        inner = CollectorRegistry(auto_describe=True)
-        self._registered = Gauge("go_job_registered", "Number of registered jobs", registry=inner)
-        self._workers = Gauge("go_job_workers", "Number of workers", registry=inner)
-        self._queued = Gauge(
-            "go_job_queued", "Number of queued (Scheduled) jobs by kind", ["kind"], registry=inner
-        )
-        self._executed = Counter(
-            "go_job_executed", "Number of job attempts executed", ["kind"], registry=inner
-        )
-        self._completed = Counter(
-            "go_job_completed", "Number of jobs completed", ["kind"], registry=inner
-        )
-        self._terminated = Counter(
-            "go_job_terminated", "Number of jobs terminated", ["kind"], registry=inner
-        )
-        self._canceled = Counter(
-            "go_job_canceled", "Number of jobs canceled", ["kind"], registry=inner
-        )
-        self._timedout = Counter(
-            "go_job_timedout", "Number of jobs timed out", ["kind"], registry=inner
-        )
-        self._duration = Histogram(
-            "go_job_duration_seconds", "Duration of job attempts by kind", ["kind"], registry=inner
-        )
-        self._abandoned = Counter(
-            "gojob_abandoned",
-            "Attempts abandoned by a dead node and reaped by this one",
-            ["kind"],
-            registry=inner,
-        )
-        self._kinds: dict[str, _KindMetrics] = {}
-        self._queued_kinds: set[str] = set()
+        self.families = Families()
+        self._manager: Manager | None = None
+        self._unserved_kinds: set[str] = set()
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(_WithoutCreated(inner))
+        self.registry.register(FamiliesCollector(self.families))
 
-    def _kind(self, kind: str) -> _KindMetrics:
-        found = self._kinds.get(kind)
-        if found is None:
-            found = self._kinds[kind] = _KindMetrics(self, kind)
-        return found
+    def render(self) -> bytes:
+        """The text exposition (Prometheus format 0.0.4); call it on the Trio thread."""
+        return render(self.families)
 
     # -- hooks called by the manager ----------------------------------------------------------
     def attach(self, runtime: Runtime) -> None:
         """Called by ``open_manager``: count on its store, take its gauges' values."""
+        from ..manager import Manager  # the manager imports this module's type only
+
         if self.store is None:
             self.store = runtime.store
+        if isinstance(runtime, Manager):
+            self._manager = runtime
         self.set_registered(len(runtime.registry.kinds()))
         self.set_workers(runtime._pool.target)
 
     def set_registered(self, count: int) -> None:
-        self._registered.set(count)
+        self.families.registered = count
 
     def set_workers(self, count: int) -> None:
-        self._workers.set(count)
+        self.families.workers = count
 
     def attempt_started(self, kind: str) -> float:
         """An attempt starts: returns its start time, for :meth:`attempt_finished`."""
-        self._kind(kind).executed.inc()
+        self.families.kind(kind).executed += 1
         return time.perf_counter()
 
     def attempt_finished(self, kind: str, state: State | None, started: float | None) -> None:
         """An attempt's outcome is decided: ``state`` is the outcome's (None when its lease
         was lost), ``started`` is None if it never started."""
-        children = self._kind(kind)
+        counts = self.families.kind(kind)
         index = _STATE_COUNTERS.get(state) if state is not None else None
         if index is not None:
-            children.states[index].inc()
+            counts.states[index] += 1
         if started is not None:
-            children.duration.observe(time.perf_counter() - started)
+            counts.observe(time.perf_counter() - started)
 
     def canceled(self, kind: str) -> None:
         """A queued instance was canceled by this node."""
-        self._kind(kind).states[2].inc()
+        self.families.kind(kind).states[2] += 1
 
     def abandoned(self, kind: str) -> None:
-        self._kind(kind).abandoned.inc()
+        self.families.kind(kind).abandoned += 1
 
     # -- the queued gauge ---------------------------------------------------------------------
     async def refresh_queued(self) -> None:
@@ -195,20 +145,37 @@ class Metrics:
         for (kind, state), count in counts.items():
             if state is State.SCHEDULED:
                 queued[kind] = queued.get(kind, 0) + max(count, 0)
-        for kind in self._queued_kinds - queued.keys():
-            self._queued.labels(kind).set(0)
-        for kind, count in queued.items():
-            self._queued.labels(kind).set(count)
-        self._queued_kinds |= queued.keys()
+        # Kinds no longer queued stay, at 0 (a series that vanishes reads as stale).
+        self.families.queued = dict.fromkeys(self.families.queued, 0) | queued
+
+    async def refresh_unserved(self) -> None:
+        """Set ``gojob_unserved_instances`` from the attached manager's
+        ``unserved_kinds()``; log when a kind starts (or stops) waiting for nobody."""
+        if self._manager is None:
+            return
+        unserved = await self._manager.unserved_kinds()
+        for kind in sorted(unserved.keys() - self._unserved_kinds):
+            log.warning(
+                "%d instance(s) of kind %r are queued but no live node registers that kind: "
+                "they wait until a node running it starts",
+                unserved[kind],
+                kind,
+            )
+        for kind in sorted(self._unserved_kinds - unserved.keys()):
+            log.info("kind %r is served again (or no longer queued)", kind)
+        self._unserved_kinds = set(unserved)
+        self.families.unserved = dict.fromkeys(self.families.unserved, 0) | unserved
 
     async def run_queued_refresher(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Refresh ``go_job_queued`` now, then every ``queued_interval`` seconds."""
+        """Refresh ``go_job_queued`` and ``gojob_unserved_instances`` now, then every
+        ``queued_interval`` seconds."""
         started = False
         while True:
             try:
                 await self.refresh_queued()
+                await self.refresh_unserved()
             except StoreError as exc:
                 log.warning("could not refresh go_job_queued: %s", exc)
             if not started:
@@ -222,22 +189,20 @@ async def serve_metrics(
     host: str = "127.0.0.1",
     port: int = DEFAULT_METRICS_PORT,
     *,
+    max_age: float = DEFAULT_MAX_AGE,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``metrics.registry`` over HTTP (``prometheus_client.start_http_server``, in
-    its own thread) on ``host:port`` and refresh the queued gauge until cancelled.
+    """Serve the metrics over HTTP on ``host:port`` (``/metrics``; Trio tasks, the text
+    rendered on the loop and reused for ``max_age`` seconds: see
+    :mod:`gojob.server._exposition`) and refresh the queued gauges until cancelled.
     ``task_status.started`` reports the bound port (useful with ``port=0``)."""
     if not 0 <= port <= 65535:
         raise ValueError(f"invalid metrics port {port!r}")
-    server, thread = await trio.to_thread.run_sync(
-        partial(start_http_server, port, addr=host, registry=metrics.registry)
-    )
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(metrics.run_queued_refresher)
-            task_status.started(server.server_port)
-    finally:
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(server.shutdown)
-            server.server_close()
-            await trio.to_thread.run_sync(thread.join)
+    if max_age < 0:
+        raise ValueError(f"max_age must not be negative, got {max_age!r}")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(metrics.run_queued_refresher)
+        bound: int = await nursery.start(
+            partial(serve_exposition, metrics.render, host, port, max_age=max_age)
+        )
+        task_status.started(bound)

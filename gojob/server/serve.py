@@ -10,7 +10,10 @@ a free one) and serves until cancelled:
 * server reflection (``grpc.reflection.v1`` and ``v1alpha``), listing the three.
 
 Requests and replies over ``max_message_bytes`` are refused with ``RESOURCE_EXHAUSTED``
-(:mod:`gojob.server._codec`).
+(:mod:`gojob.server._codec`). With ``ssl`` it speaks TLS only; with ``token`` every call
+but health's needs ``authorization: Bearer <token>`` metadata, else ``UNAUTHENTICATED``
+(:mod:`gojob.server._security`). Concurrent ``ScheduleJob`` calls are group-committed
+(:mod:`gojob.server._batch`) by writer tasks in this function's nursery.
 
 On cancel it stops accepting, turns health to NOT_SERVING, ends every call in flight
 (streams included) with ``UNAVAILABLE`` (:mod:`gojob.server._guard`), then closes the
@@ -20,6 +23,7 @@ clients' connections and the listening socket before returning.
 from __future__ import annotations
 
 import socket
+import ssl as _ssl
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -31,10 +35,12 @@ from grpclib.protocol import H2Protocol
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server
 
-from .._aio import acquire_loop
+from .._aio import acquire_loop, adopt_running_loop
 from ..manager import Manager
+from ._batch import DEFAULT_WRITERS, ScheduleBatcher
 from ._codec import DEFAULT_MAX_MESSAGE_BYTES, CappedCodec
 from ._guard import ShutdownGuard
+from ._security import TokenGuard
 from .gojob_service import DEFAULT_LOOKUP_LIMIT, GojobService
 from .service import JobService
 
@@ -86,17 +92,31 @@ class _Running:
     status: ServiceStatus
 
 
-async def _start(services: list[Any], sock: socket.socket, max_message_bytes: int) -> _Running:
+async def _start(
+    services: list[Any],
+    sock: socket.socket,
+    max_message_bytes: int,
+    ssl: _ssl.SSLContext | None,
+    token: str | None,
+) -> _Running:
     """Asyncio side: build and start the server (health's status needs the loop)."""
+    # The loop's socket-reader tasks inherit this context: over TLS, asyncio calls the
+    # protocol's connection_made from one of them (once the handshake completes), and
+    # grpclib's asyncio.get_event_loop() there finds trio-asyncio's loop only through
+    # this variable (else: AttributeError on every TLS connection).
+    adopt_running_loop()
     status = ServiceStatus()
     status.set(True)
     health = Health({service: [status] for service in services})
     guard = ShutdownGuard()
     servables = ServerReflection.extend([*services, health])
+    if token is not None:
+        token_guard = TokenGuard(token)
+        servables = [token_guard.wrap(servable) for servable in servables]
     server = _Server(
         [guard.wrap(servable) for servable in servables], codec=CappedCodec(max_message_bytes)
     )
-    await server.start(sock=sock)
+    await server.start(sock=sock, ssl=ssl)
     return _Running(server, guard, status)
 
 
@@ -115,30 +135,48 @@ async def serve(
     *,
     lookup_limit: int = DEFAULT_LOOKUP_LIMIT,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ssl: _ssl.SSLContext | None = None,
+    token: str | None = None,
+    schedule_writers: int = DEFAULT_WRITERS,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``manager`` over gRPC on ``host:port`` until cancelled; ``task_status``
     receives the bound port (``await nursery.start(serve, manager, "127.0.0.1", 0)``).
 
     ``lookup_limit`` caps the rows of one lookup (and is the default page size);
-    ``max_message_bytes`` caps requests and replies."""
+    ``max_message_bytes`` caps requests and replies; ``ssl`` (a server context, see
+    :func:`gojob.server._security.server_ssl_context`) turns on TLS; ``token`` requires a
+    bearer token on every call but health's; ``schedule_writers`` tasks group-commit
+    concurrent ``ScheduleJob`` calls (0: one store write per call)."""
     if max_message_bytes < 1024:
         raise ValueError("max_message_bytes must be at least 1024")
+    if schedule_writers < 0:
+        raise ValueError("schedule_writers must not be negative")
+    batcher = ScheduleBatcher(manager) if schedule_writers else None
     services: list[Any] = [
-        JobService(manager, lookup_limit=lookup_limit, max_message_bytes=max_message_bytes),
+        JobService(
+            manager,
+            lookup_limit=lookup_limit,
+            max_message_bytes=max_message_bytes,
+            batcher=batcher,
+        ),
         GojobService(manager, lookup_limit=lookup_limit, max_message_bytes=max_message_bytes),
     ]
     sock = _bind(host, port)
     bridge = await acquire_loop()
     try:
         try:
-            running = await bridge.run(_start, services, sock, max_message_bytes)
+            running = await bridge.run(_start, services, sock, max_message_bytes, ssl, token)
         except BaseException:
             sock.close()
             raise
         try:
-            task_status.started(sock.getsockname()[1])
-            await trio.sleep_forever()
+            async with trio.open_nursery() as nursery:
+                if batcher is not None:
+                    for _ in range(schedule_writers):
+                        await nursery.start(batcher.run_writer, bridge)
+                task_status.started(sock.getsockname()[1])
+                await trio.sleep_forever()
         finally:
             with trio.CancelScope(shield=True):
                 await bridge.run(_stop, running)

@@ -17,6 +17,9 @@ shutdown ends its call with ``UNAVAILABLE`` trailers (:mod:`gojob.server._guard`
 and no more than fit in one reply; a missing query matches every instance.
 ``CancelInstances`` with a missing or empty query cancels every non-final instance, as
 go-job does.
+
+``ScheduleJob`` calls are group-committed when a :class:`~gojob.server._batch.ScheduleBatcher`
+is given (as :func:`~gojob.server.serve` does): concurrent calls share one store write.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from ..job import Job
 from ..manager import Manager
 from ..state import ACTIVE, State
 from . import _requests as rq
+from ._batch import ScheduleBatcher
 from ._codec import DEFAULT_MAX_MESSAGE_BYTES
 from ._convert import PROTO_TO_STATE, STATE_TO_PROTO, instance_to_proto, job_to_proto
 from ._status import handler
@@ -64,10 +68,12 @@ class JobService(JobServiceBase):
         *,
         lookup_limit: int = DEFAULT_LOOKUP_LIMIT,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        batcher: ScheduleBatcher | None = None,
     ) -> None:
         if lookup_limit < 1:
             raise ValueError("lookup_limit must be positive")
         self.manager = manager
+        self.batcher = batcher
         self.lookup_limit = lookup_limit
         self.max_message_bytes = max_message_bytes
         self.started_at = manager.clock.now()
@@ -130,7 +136,14 @@ class JobService(JobServiceBase):
             raise GRPCError(Status.INVALID_ARGUMENT, "kind is required")
         # go-job: -1 means unset.
         priority = req.priority if req.HasField("priority") and req.priority != -1 else None
-        inst = await call_trio(self._schedule, req.kind, list(req.arguments), priority)
+        if self.batcher is None:
+            inst = await call_trio(self._schedule, req.kind, list(req.arguments), priority)
+        else:
+            # Validated here (unknown kind, arity, coercion: this call's own status), then
+            # written with the concurrent calls in one store write.
+            job = self.manager.job(req.kind)
+            values, _ = coerce_call(job.plan, list(req.arguments))
+            inst = instance_to_proto(await self.batcher.submit(req.kind, values, priority), job)
         await stream.send_message(pb.ScheduleJobResponse(instance=inst))
 
     @handler

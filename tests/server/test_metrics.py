@@ -12,6 +12,7 @@ import subprocess
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 import trio
@@ -100,7 +101,8 @@ async def served() -> AsyncIterator[Served]:
         ):
             manager.register(job)
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(serve_metrics, metrics, "127.0.0.1", 0)
+            # max_age=0: every scrape formats anew (the tests scrape right after changes).
+            port = await nursery.start(partial(serve_metrics, metrics, "127.0.0.1", 0, max_age=0))
             assert port != 0
             yield Served(manager, metrics, f"http://127.0.0.1:{port}/metrics")
             nursery.cancel_scope.cancel()
@@ -173,7 +175,7 @@ async def test_counters_after_known_work(served: Served) -> None:
     text = await scrape(served.url)
     values = samples(text)
     families = {family.name for family in text_string_to_metric_families(text)}
-    assert families == NINE | {"gojob_abandoned"}
+    assert families == NINE | {"gojob_abandoned", "gojob_unserved_instances"}
     assert not [name for name, _ in values if name.endswith("_created")]
     assert "_created" not in text
 
@@ -269,7 +271,7 @@ async def test_only_gojob_metrics_are_exposed(served: Served) -> None:
     text = await scrape(served.url)
     names = {family.name for family in text_string_to_metric_families(text)}
     # No process or platform collectors: only gojob's own registry.
-    assert names <= NINE | {"gojob_abandoned"}
+    assert names <= NINE | {"gojob_abandoned", "gojob_unserved_instances"}
     assert {f.name for f in text_string_to_metric_families(await scrape(served.url))} == names
 
 

@@ -1,0 +1,1 @@
+"""A job module that declares nothing: ``gojob server`` must refuse it."""
