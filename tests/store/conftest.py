@@ -80,6 +80,16 @@ async def redis_store() -> AsyncIterator[Store]:
 
 
 @asynccontextmanager
+async def valkey_store() -> AsyncIterator[Store]:
+    """The Redis store on a real Valkey (``GOJOB_VALKEY_URL``, else a private
+    ``valkey-server`` the test session starts; see ``tests/redis/_valkey.py``)."""
+    from ..redis._valkey import valkey_store as open_valkey_store
+
+    async with open_valkey_store() as store:
+        yield store
+
+
+@asynccontextmanager
 async def etcd_store() -> AsyncIterator[Store]:
     """A store under a fresh key prefix on the test etcd (``GOJOB_ETCD_URL``, else a
     private etcd the test session starts); its keys are deleted on exit (see
@@ -95,6 +105,7 @@ STORE_FACTORIES: dict[str, StoreFactory] = {
     "sqlite": sqlite_store,
     "postgresql": postgresql_store,
     "redis": redis_store,
+    "valkey": valkey_store,
     "etcd": etcd_store,
 }
 """Backend name -> factory of an opened, empty store (see the module docstring)."""
