@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -14,7 +14,7 @@ from .errors import GojobError
 from .policy import Policy
 from .state import FINAL, State
 
-__all__ = ["HistoryRecord", "Instance", "LogLevel", "LogRecord", "new_uuid"]
+__all__ = ["HistoryRecord", "Instance", "LogLevel", "LogRecord", "new_uuid", "new_uuids"]
 
 
 def new_uuid() -> str:
@@ -30,6 +30,22 @@ def new_uuid() -> str:
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = raw.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def new_uuids(n: int) -> list[str]:
+    """``n`` fresh instance ids, as :func:`new_uuid` makes them (UUIDv7 text), for a
+    batch: the clock is read once and the randomness drawn in one call."""
+    ms = f"{(time.time_ns() // 1_000_000) & 0xFFFFFFFFFFFF:012x}"
+    head = f"{ms[:8]}-{ms[8:12]}-7"
+    rand = os.urandom(10 * n).hex()
+    variant = _VARIANT
+    return [
+        f"{head}{r[1:4]}-{variant[r[4]]}{r[5:8]}-{r[8:20]}"
+        for r in (rand[k : k + 20] for k in range(0, 20 * n, 20))
+    ]
 
 
 class LogLevel(enum.IntEnum):
@@ -175,6 +191,30 @@ class Instance:
         data["scheduled_at"] = scheduled_at
         data["dedupe_key"] = dedupe_key
         return inst
+
+    @classmethod
+    def new_many(
+        cls,
+        kind: str,
+        calls: Sequence[tuple[list[Any], dict[str, Any]]],
+        policy: Policy,
+        created_at: datetime,
+        scheduled_at: datetime,
+    ) -> list[Instance]:
+        """:meth:`new` for a batch of ``(args, kwargs)`` calls sharing everything else."""
+        common = dict(_NEW_TEMPLATE)
+        common.update(kind=kind, policy=policy, created_at=created_at, scheduled_at=scheduled_at)
+        new = object.__new__
+        made = []
+        for uuid, (args, kwargs) in zip(new_uuids(len(calls)), calls, strict=True):
+            inst = new(cls)
+            data = common.copy()
+            data["uuid"] = uuid
+            data["args"] = args
+            data["kwargs"] = kwargs
+            inst.__dict__ = data
+            made.append(inst)
+        return made
 
     # -- identity ------------------------------------------------------------------
     def __eq__(self, other: object) -> bool:

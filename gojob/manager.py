@@ -40,7 +40,7 @@ from .errors import (
 )
 from .instance import HistoryRecord, Instance, LogLevel, LogRecord
 from .job import Job
-from .policy import Backoff, seconds
+from .policy import Backoff, Policy, seconds
 from .schedule import Every, Misfire, Overlap, Trigger, cron_or_every, parse_interval
 from .state import FINAL, State
 from .store.base import (
@@ -206,9 +206,29 @@ class Manager(Runtime):
         max_rescues: int | None,
         dedupe_key: str | None,
     ) -> Instance:
-        enc_args, enc_kwargs = encode_call(job.plan, args, kwargs or {})
+        enc_args, enc_kwargs = self._encode(job, args, kwargs or {})
+        policy = self._policy(job, priority, timeout, max_retries, backoff, max_rescues)
+        return Instance.new(job.kind, enc_args, enc_kwargs, policy, now, due, dedupe_key)
+
+    def _encode(
+        self, job: Job, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """A call's arguments, validated and encoded (see :func:`encode_call`)."""
+        enc_args, enc_kwargs = encode_call(job.plan, args, kwargs)
         if enc_args or enc_kwargs:
             check_size([enc_args, enc_kwargs], self.limits.max_args_bytes, "arguments")
+        return enc_args, enc_kwargs
+
+    def _policy(
+        self,
+        job: Job,
+        priority: int | None,
+        timeout: float | timedelta | None,
+        max_retries: int | None,
+        backoff: Backoff | float | None,
+        max_rescues: int | None,
+    ) -> Policy:
+        """The job's policy with the call's overrides."""
         policy = job.policy
         if (
             priority is not None
@@ -230,7 +250,7 @@ class Manager(Runtime):
                 )
             except ValueError as exc:
                 raise ArgumentError(str(exc)) from exc
-        return Instance.new(job.kind, enc_args, enc_kwargs, policy, now, due, dedupe_key)
+        return policy
 
     def _due(self, now: datetime, after: float | timedelta | None, at: datetime | None) -> datetime:
         if after is not None and at is not None:
@@ -443,22 +463,23 @@ class Manager(Runtime):
         job_def = self._adopt(job) if isinstance(job, Job) else self.registry.get(job)
         now = self.clock.now()
         due = self._due(now, after, at)
-        insts = [
-            self._build(
-                job_def,
-                call,
-                None,
-                due=due,
-                now=now,
-                priority=priority,
-                timeout=timeout,
-                max_retries=max_retries,
-                backoff=None,
-                max_rescues=None,
-                dedupe_key=None,
-            )
-            for call in calls
-        ]
+        encode = self._encode
+        no_keywords: dict[str, Any] = {}
+        policy: Policy | None = None
+        # Calls without arguments share one empty list and dict: these instances are only
+        # handed to the store, which stores values and returns copies of its own.
+        no_args: tuple[list[Any], dict[str, Any]] | None = None
+        encoded = []
+        for call in calls:
+            enc = encode(job_def, call, no_keywords)
+            if policy is None:  # checked after the first call's arguments, as before
+                policy = self._policy(job_def, priority, timeout, max_retries, None, None)
+            if not enc[0] and not enc[1]:
+                if no_args is None:
+                    no_args = enc
+                enc = no_args
+            encoded.append(enc)
+        insts = [] if policy is None else Instance.new_many(job_def.kind, encoded, policy, now, due)
         added = await self._add(insts) if insts else []
         await trio.lowlevel.cancel_shielded_checkpoint()
         return added

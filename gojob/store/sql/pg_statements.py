@@ -237,7 +237,9 @@ class PgStatements:
             "node_id = $2, claim_token = i.uuid || '/' || $3, "
             f"lease_us = {NOW_US} + $4, attempts = i.attempts + 1, "
             f"processed_us = {NOW_US}, updated_us = {NOW_US} "
-            f"FROM due WHERE i.seq = due.seq RETURNING {icols}), "
+            # By primary key from the array of picked seqs: a join with ``due`` may be
+            # planned as a scan of the whole table (a cost in its size, per claim).
+            f"WHERE i.seq = ANY(ARRAY(SELECT seq FROM due)) RETURNING {icols}), "
             f"h AS (INSERT INTO {th} ({', '.join(HISTORY_INSERT_COLUMNS)}) "
             f"SELECT uuid, kind, {_state(State.PROCESSING)}, {NOW_US}, attempts, $5 "
             "FROM claimed ORDER BY seq), "

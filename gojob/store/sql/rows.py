@@ -60,8 +60,22 @@ def _opt_us(value: datetime | None) -> int | None:
     return None if value is None else (value - _EPOCH) // _MICROSECOND
 
 
+_DATETIMES: dict[int, datetime] = {}
+"""Recent conversions of :func:`_opt_dt`: the rows of one batch share most of their times
+(a claim sets the same ``now`` in three columns of every row), and a datetime is
+immutable, so equal values may share one object."""
+_DATETIMES_MAX = 512
+
+
 def _opt_dt(value: int | None) -> datetime | None:
-    return None if value is None else _EPOCH + timedelta(microseconds=value)
+    if value is None:
+        return None
+    found = _DATETIMES.get(value)
+    if found is None:
+        if len(_DATETIMES) >= _DATETIMES_MAX:
+            _DATETIMES.clear()
+        found = _DATETIMES[value] = _EPOCH + timedelta(microseconds=value)
+    return found
 
 
 @functools.lru_cache(maxsize=512)
