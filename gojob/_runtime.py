@@ -41,6 +41,10 @@ __all__ = ["Runtime"]
 
 log = logging.getLogger("gojob.manager")
 
+PREFETCH_HORIZON = 0.05
+"""Seconds of work a node may claim ahead of its workers while the store has a backlog
+(``Runtime._capacity``): a batch of fast jobs, nothing of slow ones."""
+
 _ACK_BACKLOG = 1000
 """Claimed attempts a node may hold beyond its capacity while their outcomes wait to be
 acknowledged (``Runtime._claim``)."""
@@ -96,6 +100,8 @@ class Runtime:
         """(claim token, outcome) pairs waiting for the finisher: the batch it writes."""
         self._finish_wake = trio.Event()
         self.prefetch = prefetch
+        self._attempt_seconds: float | None = None
+        """Moving average of how long an attempt runs here (None: not known yet)."""
         self._log_buffer: LogBuffer | None = None
         self.scheduler = _scheduler.Scheduler(self)
 
@@ -191,9 +197,27 @@ class Runtime:
         a claim round trip, and a claim carries a batch worth its round trip. While the
         queue is shallow nothing is claimed ahead, so a better instance that arrives is
         claimed as soon as a worker is free; with a backlog it may wait behind at most
-        ``prefetch`` attempts claimed before it arrived.
+        ``prefetch`` attempts claimed before it arrived. Nothing is claimed ahead until
+        an attempt has run here, and never more than the workers get through in
+        :data:`PREFETCH_HORIZON` at the attempts' average run time: a node claims no
+        slow jobs ahead of its workers while other nodes could run them.
         """
-        return self._pool.target + (self.prefetch if self._backlog else 0)
+        workers = self._pool.target
+        each = self._attempt_seconds
+        if not self._backlog or not self.prefetch or each is None:
+            return workers
+        # At most what the workers get through in PREFETCH_HORIZON: slow jobs are not
+        # hoarded here while other nodes idle (10 workers: 1 s jobs get no prefetch,
+        # no-op jobs all of it).
+        if each * self.prefetch > workers * PREFETCH_HORIZON:
+            return workers + int(workers * PREFETCH_HORIZON / each)
+        return workers + self.prefetch
+
+    def _note_runtime(self, seconds: float, attempts: int) -> None:
+        """``attempts`` ran one after the other in ``seconds`` (a lane, or one attempt)."""
+        each = seconds / attempts
+        known = self._attempt_seconds
+        self._attempt_seconds = each if known is None else known + 0.25 * (each - known)
 
     async def _dispatch(self) -> None:
         """Claim due work in batches while workers are free; sleep until woken or due."""
@@ -305,6 +329,8 @@ class Runtime:
             assert job is not None
             current: Attempt | None = attempt
             attempt = None
+            lane_started = trio.current_time()
+            ran = 0
             try:
                 with trio.CancelScope() as lane:
                     while current is not None:
@@ -325,6 +351,7 @@ class Runtime:
                             outcome = await after_failure(self, job, inst, outcome, error)
                         self._hand_over(current, outcome)
                         current = None
+                        ran += 1
                         if lane.cancel_called:
                             break  # a stale cancel must not reach the next attempt
                         following = pool.take_nowait()
@@ -348,6 +375,8 @@ class Runtime:
                 if stopped is not None and stopped.state in FAILED:
                     stopped = await after_failure(self, job, current.instance, stopped, None)
                 self._hand_over(current, stopped)
+            if ran:
+                self._note_runtime(trio.current_time() - lane_started, ran)
             if attempt is None:
                 attempt = pool.take_nowait()
 
@@ -383,7 +412,9 @@ class Runtime:
                     await run_processor(
                         inst, "on_state_change", job.on_state_change, State.PROCESSING
                     )
+                started = trio.current_time()
                 outcome = await execute(self, job, attempt)
+                self._note_runtime(trio.current_time() - started, 1)
             if self.metrics is not None:
                 self._observe(attempt, outcome)
             if outcome is None:
