@@ -6,7 +6,7 @@ manager on the PostgreSQL schema with ``WORKERS`` workers and a lease of ``LEASE
 touches ``DIR/ready-NAME`` and runs until ``DIR/stop`` exists. Every execution start is
 appended to ``DIR/started-NAME`` as ``<uuid> <attempt> <unix time>``, flushed at once so the
 file survives a ``kill -9``. ROLE ``victim``: ``work`` sleeps (to be killed mid-job);
-``rescuer``: ``work`` returns at once. The approach of ``tests/sql/_pg_node.py``.
+``rescuer``: ``work`` returns at once. The approach of ``tests/_store_node.py``.
 """
 
 from __future__ import annotations

@@ -4,16 +4,13 @@ every job runs exactly once, a killed node's work is rescued after its lease, a 
 the attempt within a second, and a cron slot fires once across three nodes.
 
 The harness is the PostgreSQL one (``tests/sql/test_postgres_processes.py``,
-``tests/sql/test_postgres_fencing.py``), imported; the nodes are ``_etcd_node.py``, the
-etcd twin of ``_pg_node.py``.
+``tests/sql/test_postgres_fencing.py``), imported; the nodes are ``tests/_store_node.py``.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -32,17 +29,12 @@ from ..sql.test_postgres_fencing import snapshot
 from ..sql.test_postgres_processes import instances, wait_until
 from ._etcd import etcd_store
 
-NODE = Path(__file__).with_name("_etcd_node.py")
 JOBS = 10_000
 """Three nodes on one etcd do the 10,000 of the issue in ~15-25 s here."""
 
 
 class Nodes(pg_processes.Nodes):
-    """The PostgreSQL harness, starting ``_etcd_node.py`` (``schema`` is the key prefix)."""
-
-    def start(self, name: str, mode: str) -> None:
-        command = [sys.executable, str(NODE), self.url, self.schema, str(self.out), name, mode]
-        self.processes[name] = subprocess.Popen(command, stderr=subprocess.PIPE)
+    """The PostgreSQL harness (``tests/_store_node.py``); ``schema`` is the key prefix."""
 
     def log(self, name: str) -> str:
         path = self.out / f"log-{name}"
@@ -158,7 +150,7 @@ async def test_a_stopped_node_whose_lease_was_reaped_cannot_commit_its_stale_att
         now = await store.now()
         (inst,) = await store.add(instances(now, "work", 1))
         await wait_until(lambda: _checked(bool(nodes.started("stale"))), 20, 0.01)
-        # The attempt blocks its node for _etcd_node.STALL seconds: freeze it meanwhile.
+        # The attempt blocks its node for _store_node.STALL seconds: freeze it meanwhile.
         os.kill(stale.pid, signal.SIGSTOP)
         try:
             running = await store.get(inst.uuid)

@@ -1,7 +1,7 @@
 """Fencing on Redis: a node frozen (``SIGSTOP``) mid-attempt loses its lease to another
 node's reaper; once resumed (``SIGCONT``) its stale finish is refused and changes nothing.
 
-The nodes are ``_redis_node.py`` (its ``stall`` and ``rescue`` modes); the harness is
+The nodes are ``_store_node.py`` (its ``stall`` and ``rescue`` modes); the harness is
 the PostgreSQL one (``tests/sql/test_postgres_fencing.py``), pointed at that script.
 """
 
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,16 +22,9 @@ from gojob.store.redis import RedisStore
 from ..sql import test_postgres_fencing as pg
 from ._redis import redis_store
 
-NODE = Path(__file__).with_name("_redis_node.py")
-
 
 class Nodes(pg.Nodes):
-    """The PostgreSQL harness's nodes, running ``_redis_node.py`` (``schema`` is the prefix)."""
-
-    def start(self, name: str, mode: str) -> subprocess.Popen[bytes]:
-        command = [sys.executable, str(NODE), self.url, self.schema, str(self.out), name, mode]
-        process = self.processes[name] = subprocess.Popen(command, stderr=subprocess.PIPE)
-        return process
+    """The PostgreSQL harness's nodes (``tests/_store_node.py``); ``schema`` is the prefix."""
 
 
 @asynccontextmanager
@@ -61,7 +52,7 @@ async def test_a_stopped_node_whose_lease_was_reaped_cannot_commit_its_stale_att
             return bool(nodes.started("stale"))
 
         await pg.wait_until(stale_started, 20, 0.01)
-        # The attempt blocks its node for _redis_node.STALL seconds: freeze it meanwhile.
+        # The attempt blocks its node for _store_node.STALL seconds: freeze it meanwhile.
         os.kill(stale.pid, signal.SIGSTOP)
         try:
             running = await store.get(inst.uuid)

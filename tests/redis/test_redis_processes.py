@@ -2,14 +2,12 @@
 every job runs exactly once, a killed node's work is rescued, a cancel reaches the
 node running the attempt, and cron slots fire once across nodes.
 
-The nodes are ``_redis_node.py``; the harness is the PostgreSQL one
+The nodes are ``_store_node.py``; the harness is the PostgreSQL one
 (``tests/sql/test_postgres_processes.py``), pointed at that script.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -26,15 +24,9 @@ from gojob.store.redis import RedisStore
 from ..sql import test_postgres_processes as pg
 from ._redis import redis_store
 
-NODE = Path(__file__).with_name("_redis_node.py")
-
 
 class Nodes(pg.Nodes):
-    """The PostgreSQL harness's nodes, running ``_redis_node.py`` (``schema`` is the prefix)."""
-
-    def start(self, name: str, mode: str) -> None:
-        command = [sys.executable, str(NODE), self.url, self.schema, str(self.out), name, mode]
-        self.processes[name] = subprocess.Popen(command, stderr=subprocess.PIPE)
+    """The PostgreSQL harness's nodes (``tests/_store_node.py``); ``schema`` is the prefix."""
 
 
 @asynccontextmanager

@@ -5,7 +5,7 @@
 * A restart of the PostgreSQL server while a manager processes a queue loses no job
   and runs none twice (marked ``pg_restart``: it restarts the machine's server).
 
-The nodes are ``_pg_node.py`` (see its ``stall`` and ``rescue`` modes).
+The nodes are ``_store_node.py`` (see its ``stall`` and ``rescue`` modes).
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ from gojob.store.sql.postgres import PostgresStore
 
 from ._postgres import fresh_schema, sql
 
-NODE = Path(__file__).with_name("_pg_node.py")
+NODE = Path(__file__).parents[1] / "_store_node.py"
 START_TIMEOUT = 60.0
 
 
 class Nodes:
-    """The ``_pg_node.py`` processes of one test."""
+    """The ``_store_node.py`` processes of one test."""
 
     def __init__(self, url: str, schema: str, out: Path) -> None:
         self.url = url
@@ -141,7 +141,7 @@ async def test_a_stopped_node_whose_lease_was_reaped_cannot_commit_its_stale_att
             return bool(nodes.started("stale"))
 
         await wait_until(stale_started, 20, 0.01)
-        # The attempt blocks its node for _pg_node.STALL seconds: freeze it meanwhile.
+        # The attempt blocks its node for _store_node.STALL seconds: freeze it meanwhile.
         os.kill(stale.pid, signal.SIGSTOP)
         try:
             running = await store.get(inst.uuid)

@@ -2,7 +2,7 @@
 schema: every job runs exactly once, a killed node's work is rescued, a cancel
 reaches the node running the attempt, and cron slots fire once across nodes.
 
-The nodes are ``_pg_node.py``; each writes what it executed to files in a temporary
+The nodes are ``_store_node.py``; each writes what it executed to files in a temporary
 directory, and the database is checked directly.
 """
 
@@ -28,7 +28,7 @@ from gojob.store.sql.postgres import PostgresStore
 
 from ._postgres import fresh_schema
 
-NODE = Path(__file__).with_name("_pg_node.py")
+NODE = Path(__file__).parents[1] / "_store_node.py"
 START_TIMEOUT = 60.0
 
 

@@ -1,18 +1,20 @@
-"""A gojob node for the etcd multi-process tests (run as a script, not collected).
+"""A gojob node for the multi-process tests of every networked store (run as a script,
+not collected).
 
-``python _etcd_node.py URL PREFIX DIR NAME MODE``: the etcd twin of
-``tests/sql/_pg_node.py`` (same files, same modes, same constants): opens a manager on
-the etcd store under ``PREFIX``, registers the jobs below, touches ``DIR/ready-NAME``,
-and runs until ``DIR/stop`` exists (then drains and exits). Every execution start is
+``python _store_node.py URL SCOPE DIR NAME MODE``: opens a manager on the store of URL
+(``postgresql://``: SCOPE is the schema; ``redis://``/``valkey://`` and ``etcd://``:
+SCOPE is the key prefix), registers the jobs below, touches ``DIR/ready-NAME``, and
+runs until ``DIR/stop`` exists (then drains and exits). Every execution start is
 appended to ``DIR/started-NAME`` as ``<uuid> <attempt>`` (flushed at once: the file
 survives a ``kill -9``), and every cancelled attempt to ``DIR/canceled-NAME``.
 
-Modes: ``fast`` (``noop`` returns at once; 50 workers, big batches), ``slow`` (``work``
-sleeps 60 s: to be killed or cancelled), ``rescue`` (``work`` returns at once; a short
-lease and reap interval), ``cron`` (declares the ``tick`` schedule, every second, like
-every other node), ``stall`` (``work`` blocks the whole process for ``STALL`` seconds, a
-stretch in which the test ``SIGSTOP``s it, then returns ``"late result of NAME"``; the
-manager's warnings go to ``DIR/log-NAME``).
+Modes: ``fast`` (the ``noop`` and ``tick`` jobs return at once; big batches),
+``slow`` (``work`` sleeps 60 s: to be killed or cancelled), ``rescue`` (``work``
+returns at once, a short lease and reap interval), ``cron`` (declares the ``tick``
+schedule, every second, like every other node), ``stall`` (``work`` blocks the
+whole process for ``STALL`` seconds, a stretch in which the test ``SIGSTOP``s it, then
+returns ``"late result of NAME"``; a lease of ``STALL_LEASE``; the manager's warnings
+go to ``DIR/log-NAME``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 import trio
 
 import gojob
-from gojob.store.etcd import EtcdStore
+from gojob.store.base import Store
 
 LEASE = 1.0
 """Short, so that a killed node's work is rescued quickly (extended every lease/3)."""
@@ -69,8 +71,26 @@ class Node:
         self.record(inst)
 
 
-async def main(url: str, prefix: str, out: Path, name: str, mode: str) -> None:
+def open_store(url: str, scope: str) -> tuple[Store, int]:
+    """The store of ``url`` under ``scope``, and the prefetch of a ``fast`` node."""
+    if url.startswith("postgres"):
+        from gojob.store.sql.postgres import PostgresStore
+
+        return PostgresStore(url, schema=scope), 50
+    if url.startswith(("redis", "valkey")):
+        from gojob.store.redis import RedisStore
+
+        return RedisStore(url, prefix=scope, poll_interval=1.0), 100
+    if url.startswith("etcd"):
+        from gojob.store.etcd import EtcdStore
+
+        return EtcdStore(url, prefix=scope), 50
+    raise SystemExit(f"no store for {url!r}")
+
+
+async def main(url: str, scope: str, out: Path, name: str, mode: str) -> None:
     node = Node(out, name, mode)
+    store, fast_prefetch = open_store(url, scope)
     fast = mode == "fast"
     lease = 30.0 if fast else STALL_LEASE if mode == "stall" else LEASE
     if mode == "stall":
@@ -78,13 +98,13 @@ async def main(url: str, prefix: str, out: Path, name: str, mode: str) -> None:
         handler.setLevel(logging.WARNING)
         logging.getLogger("gojob").addHandler(handler)
     async with gojob.open_manager(
-        EtcdStore(url, prefix=prefix),
+        store,
         node_id=name,
         capture_logging=False,
         drain_grace=0.5,
         poll_interval=1.0,
         workers=50 if fast else 4,
-        prefetch=50 if fast else 0,
+        prefetch=fast_prefetch if fast else 0,
         lease=lease,
         reap_interval=0.2 if mode == "rescue" else None,
     ) as manager:
@@ -99,6 +119,6 @@ async def main(url: str, prefix: str, out: Path, name: str, mode: str) -> None:
 
 
 if __name__ == "__main__":
-    _, url, prefix, out, name, mode = sys.argv
+    _, url, scope, out, name, mode = sys.argv
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    trio.run(main, url, prefix, Path(out), name, mode)
+    trio.run(main, url, scope, Path(out), name, mode)
