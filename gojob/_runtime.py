@@ -128,15 +128,7 @@ class Runtime:
         free = self._free()
         if self._claiming or self._closing or not kinds or free <= 0:
             return 0
-        self._claiming = True
-        self._claim_done = trio.Event()
-        try:
-            lease_until = trio.current_time() + self.lease
-            batch = await self.store.claim(self.node_id, kinds, free, self.lease)
-        finally:
-            self._claiming = False
-            self._claim_done.set()
-        self._accept(batch, free, lease_until)
+        _, batch = await self._claiming_call(None, kinds, free)
         return len(batch)
 
     async def _add(self, instances: list[Instance]) -> list[Instance]:
@@ -154,18 +146,31 @@ class Runtime:
             for inst in instances
         ):
             return await self.store.add(instances)
+        added, _ = await self._claiming_call(instances, kinds, free)
+        return added
+
+    async def _claiming_call(
+        self, instances: list[Instance] | None, kinds: list[str], free: int
+    ) -> tuple[list[Instance], list[Instance]]:
+        """The one claim of this node in flight (``_claiming``): ``store.claim``, or
+        ``store.add_and_claim`` of ``instances``; its attempts queued for the workers.
+        Returns ``(added, claimed)``."""
         self._claiming = True
         self._claim_done = trio.Event()
         try:
             lease_until = trio.current_time() + self.lease
-            added, batch = await self.store.add_and_claim(
-                instances, self.node_id, kinds, free, self.lease
-            )
+            if instances is None:
+                added: list[Instance] = []
+                batch = await self.store.claim(self.node_id, kinds, free, self.lease)
+            else:
+                added, batch = await self.store.add_and_claim(
+                    instances, self.node_id, kinds, free, self.lease
+                )
         finally:
             self._claiming = False
             self._claim_done.set()
         self._accept(batch, free, lease_until)
-        return added
+        return added, batch
 
     def _accept(self, batch: list[Instance], asked: int, lease_until: float) -> None:
         """Queue the attempts of a claim for the workers."""

@@ -710,10 +710,14 @@ class Manager(Runtime):
         kinds, workers, host, pid, version and last heartbeat."""
         return await self.store.nodes()
 
-    async def unserved_kinds(self) -> dict[str, int]:
+    async def unserved_kinds(
+        self, counts: Mapping[tuple[str, State], int] | None = None
+    ) -> dict[str, int]:
         """Kinds with queued instances (Created or Scheduled) that no live node has
-        registered, with how many are queued: they wait for a node that runs them."""
-        counts = await self.store.counts()
+        registered, with how many are queued: they wait for a node that runs them.
+        ``counts``: the store's counts if the caller has just read them."""
+        if counts is None:
+            counts = await self.store.counts()
         served = set(self.registry.kinds())
         # This node's own record may lag its registry by one heartbeat: trust the registry.
         for node in await self.store.nodes():

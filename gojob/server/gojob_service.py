@@ -133,7 +133,13 @@ class GojobService(GojobServiceBase):
 
     async def _statistics(self) -> gpb.Statistics:
         stats = await self.manager.statistics()
-        unserved = await self.manager.unserved_kinds()
+        unserved = await self.manager.unserved_kinds(
+            {
+                (kind, state): n
+                for kind, by_state in stats.by_kind.items()
+                for state, n in by_state.items()
+            }
+        )
         msg = gpb.Statistics(
             node_id=stats.node_id,
             workers=stats.target_workers,

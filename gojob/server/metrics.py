@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -137,10 +138,12 @@ class Metrics:
 
     # -- the queued gauge ---------------------------------------------------------------------
     async def refresh_queued(self) -> None:
-        """Set ``go_job_queued`` from the store's counts (kinds no longer queued drop to 0)."""
+        """Set ``go_job_queued`` and ``gojob_unserved_instances`` from one read of the
+        store's counts (kinds no longer queued drop to 0)."""
         if self.store is None:
             return
         counts = await self.store.counts()
+        await self._refresh_unserved(counts)
         queued: dict[str, int] = {}
         for (kind, state), count in counts.items():
             if state is State.SCHEDULED:
@@ -148,12 +151,12 @@ class Metrics:
         # Kinds no longer queued stay, at 0 (a series that vanishes reads as stale).
         self.families.queued = dict.fromkeys(self.families.queued, 0) | queued
 
-    async def refresh_unserved(self) -> None:
+    async def _refresh_unserved(self, counts: Mapping[tuple[str, State], int]) -> None:
         """Set ``gojob_unserved_instances`` from the attached manager's
         ``unserved_kinds()``; log when a kind starts (or stops) waiting for nobody."""
         if self._manager is None:
             return
-        unserved = await self._manager.unserved_kinds()
+        unserved = await self._manager.unserved_kinds(counts)
         for kind in sorted(unserved.keys() - self._unserved_kinds):
             log.warning(
                 "%d instance(s) of kind %r are queued but no live node registers that kind: "
@@ -175,7 +178,6 @@ class Metrics:
         while True:
             try:
                 await self.refresh_queued()
-                await self.refresh_unserved()
             except StoreError as exc:
                 log.warning("could not refresh go_job_queued: %s", exc)
             if not started:

@@ -62,14 +62,16 @@ def valkey_binary() -> str | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on loopback (also used by the Redis restart test)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
 
 
-def _answers_ping(port: int) -> bool:
+def answers_ping(port: int) -> bool:
+    """Whether a Redis-protocol server on loopback ``port`` answers PING."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
             sock.sendall(b"PING\r\n")
@@ -80,7 +82,7 @@ def _answers_ping(port: int) -> bool:
 
 def _start_private(binary: str) -> str:
     """Start the session's valkey-server (blocking: run in a thread); its URL."""
-    port = _free_port()
+    port = free_port()
     data = tempfile.mkdtemp(prefix="gojob-valkey-")
     process = subprocess.Popen(
         [
@@ -102,7 +104,7 @@ def _start_private(binary: str) -> str:
         shutil.rmtree(data, ignore_errors=True)
 
     deadline = time.monotonic() + START_TIMEOUT
-    while not _answers_ping(port):
+    while not answers_ping(port):
         if process.poll() is not None or time.monotonic() > deadline:
             log = Path(data, "valkey.log")
             reason = log.read_text()[-2000:] if log.exists() else "no log"

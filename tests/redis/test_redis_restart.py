@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 from collections import Counter
 from datetime import UTC, datetime
@@ -28,27 +27,13 @@ from gojob.state import State
 from gojob.store.base import HistoryQuery
 from gojob.store.redis import RedisStore
 
+from ._valkey import answers_ping, free_port
+
 JOBS = 2_000
 """Queued before the restart; another ``BATCHES`` x ``BATCH`` arrive during the run."""
 BATCHES = 40
 BATCH = 25
 TIMEOUT = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 class PrivateRedis:
@@ -61,7 +46,7 @@ class PrivateRedis:
             if os.environ.get("GOJOB_REQUIRE_SERVICES"):
                 pytest.fail(f"{message} (and GOJOB_REQUIRE_SERVICES is set)")
             pytest.skip(message)
-        self.port = _free_port()
+        self.port = free_port()
         self.data = data
         self.command = [
             server,
@@ -92,7 +77,7 @@ class PrivateRedis:
     async def start(self) -> None:
         self.process = self._spawn()
         with trio.fail_after(20):
-            while not await trio.to_thread.run_sync(_answers_ping, self.port):
+            while not await trio.to_thread.run_sync(answers_ping, self.port):
                 assert self.process.poll() is None, (self.data / "redis.log").read_text()
                 await trio.sleep(0.02)
 

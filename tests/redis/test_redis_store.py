@@ -3,7 +3,6 @@ server, and a manager built from a ``redis://`` or ``valkey://`` URL."""
 
 from __future__ import annotations
 
-import socket
 import uuid
 
 import coredis
@@ -20,15 +19,9 @@ from gojob.store.redis.keys import Keys
 
 from ..store import LONG_LEASE, add_one, claim_one, tick
 from ._redis import delete_prefix, fresh_prefix, redis_store, scan_prefix, test_redis_url
+from ._valkey import free_port
 
 TIMEOUT = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def test_store_operations_touch_no_key_outside_the_prefix() -> None:
@@ -100,7 +93,7 @@ def test_valkey_urls_are_redis_urls() -> None:
 
 
 async def test_an_unreachable_server_fails_fast_with_store_unavailable() -> None:
-    store = RedisStore(f"redis://127.0.0.1:{_free_port()}/0", connect_timeout=1.0)
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", connect_timeout=1.0)
     with trio.fail_after(5), pytest.raises(StoreUnavailable):
         async with store:
             pass
