@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import shutil
 import socket
 import subprocess
@@ -192,7 +191,6 @@ async def _swallow(stream: trio.SocketStream) -> None:
 
 # -- token and TLS (the server side: gojob.server.serve's `token` and `ssl`) ----------------
 
-SECURE = "token" in inspect.signature(serve).parameters
 OPENSSL = shutil.which("openssl")
 
 
@@ -216,7 +214,6 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-@pytest.mark.skipif(not SECURE, reason="serve() has no token/ssl options yet")
 async def test_token_and_tls(
     served: Ctl, certificate: tuple[Path, Path], nursery: trio.Nursery
 ) -> None:
