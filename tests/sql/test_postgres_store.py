@@ -9,6 +9,7 @@ import time
 import uuid as uuid_module
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -346,6 +347,61 @@ async def test_big_batches_are_chunked_and_huge_ones_become_one_resync() -> None
                 await writer.add([make_instance(now) for _ in range(3000)])
                 batch = await remote.__anext__()
                 assert [e.type for e in batch] == [EventType.RESYNC]
+
+
+async def test_completions_of_several_kinds_and_nodes_reach_another_store() -> None:
+    # The completion statement builds its payloads in SQL, one group per kind and node.
+    other_kind = 'quote"d\\kind ' + "é" * 40
+    async with two_stores() as (writer, reader):
+        with trio.fail_after(TIMEOUT):
+            async with reader.subscribe() as remote:
+                now = await writer.now()
+                await writer.add(
+                    [make_instance(now) for _ in range(130)]
+                    + [make_instance(now, other_kind) for _ in range(120)]
+                )
+                first = await writer.claim("node-a", None, 150, LONG_LEASE)
+                second = await writer.claim('node "b"', None, 100, LONG_LEASE)
+                await settle(remote)
+                claimed = first + second
+                await writer.finish_many(
+                    [(i.claim_token or "", Outcome(State.COMPLETED)) for i in claimed]
+                )
+                events = await collect_events(
+                    remote, lambda ev: len(of_type(ev, EventType.STATE)) >= len(claimed)
+                )
+        got = {(e.uuid, e.kind, e.state, e.node_id) for e in of_type(events, EventType.STATE)}
+        assert got == {(i.uuid, i.kind, State.COMPLETED, i.node_id) for i in claimed}
+        assert len(of_type(events, EventType.STATE)) == len(claimed) == 250
+        assert {i.kind for i in claimed} == {KIND, other_kind}
+
+
+async def test_events_too_big_for_a_payload_become_a_resync_not_an_error() -> None:
+    # The longest kind and node id, escaped, still fit beside 100 uuids; uuids of escaped
+    # characters (the Store API takes any text) do not: a resync, and the claim stands.
+    long_name = "\x01" * 255
+    async with two_stores() as (writer, reader):
+        with trio.fail_after(TIMEOUT):
+            async with reader.subscribe() as remote:
+                now = await writer.now()
+                await writer.add([make_instance(now, long_name) for _ in range(100)])
+                await settle(remote)
+                claimed = await writer.claim(long_name, None, 100, LONG_LEASE)
+                events = await collect_events(
+                    remote, lambda ev: len(of_type(ev, EventType.STATE)) >= 100
+                )
+                assert {(e.uuid, e.kind, e.node_id) for e in events} == {
+                    (i.uuid, long_name, long_name) for i in claimed
+                }
+                odd = [
+                    replace(make_instance(now), uuid="\x01" * 33 + f"{k:03}") for k in range(100)
+                ]
+                await writer.add(odd)
+                await settle(remote)
+                claimed = await writer.claim(NODE, None, 100, LONG_LEASE)
+                assert {i.uuid for i in claimed} == {i.uuid for i in odd}
+                batch = await remote.__anext__()
+        assert [e.type for e in batch] == [EventType.RESYNC]
 
 
 async def test_a_lost_listen_connection_is_restored_with_a_resync() -> None:

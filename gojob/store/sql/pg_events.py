@@ -4,9 +4,12 @@ A payload is compact JSON: ``[origin, event, event, ...]`` where ``origin`` name
 store object that wrote it (a store skips its own: it delivered them in-process
 already) and each event is ``[type, uuid, kind, state, node_id, due_us, schedule_id]``
 with trailing nulls left out (``type`` and ``state`` by value: ``"state"``,
-``"Processing"``). ``[origin, "resync"]`` says events were too many to send: readers
-catch up by querying. PostgreSQL refuses payloads of 8,000 bytes or more, so the
-events of one transaction are packed into as few payloads under
+``"Processing"``), or a group of state events sharing their state, kind and node,
+``["states", state, kind, node_id, [uuid...]]`` (what the claim and completion statements
+build in SQL, where a group costs less than an event each). ``[origin, "resync"]``
+says events were too many to send: readers catch up by querying. PostgreSQL refuses
+payloads of 8,000 bytes or more, so the events of one transaction are packed into as
+few payloads under
 :data:`~.pg_statements.NOTIFY_CHUNK_LIMIT` bytes as they fit, at most
 :data:`~.pg_statements.MAX_NOTIFY_CHUNKS` (else one resync marker); all go out with
 one NOTIFY statement, at commit.
@@ -26,6 +29,7 @@ from .rows import from_us, to_us
 __all__ = ["RESYNC", "decode_payload", "encode_events", "resync_payload"]
 
 RESYNC = "resync"
+_GROUP = "states"
 _TYPES = {t.value: t for t in EventType}
 _STATES = {s.value: s for s in State}
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -94,7 +98,15 @@ def decode_payload(payload: str, own_origin: str) -> list[Event]:
             return []
         if data[1:] == [RESYNC]:
             return [Event(EventType.RESYNC)]
-        return [_event(item) for item in data[1:]]
+        events: list[Event] = []
+        for item in data[1:]:
+            if item[0] == _GROUP:
+                _, state, kind, node_id, uuids = item
+                s = _STATES[state]
+                events.extend(Event(EventType.STATE, u, kind, s, node_id) for u in uuids)
+            else:
+                events.append(_event(item))
+        return events
     except (ValueError, TypeError, IndexError, KeyError):
         # Not ours to read (another writer on the channel?): catch up instead.
         return [Event(EventType.RESYNC)]
