@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from gojob.errors import StoreUnavailable
+from gojob.state import State
+from gojob.store.base import HistoryQuery
 from gojob.store.sql import DEFAULT_PREFIX, SchemaNotAtHead, SqliteStore, make_metadata, migrate
 from gojob.store.sql.schema import version_table
 
@@ -79,6 +82,39 @@ def test_upgrade_gives_exactly_the_models_then_downgrade_and_upgrade_again(url: 
     migrate.upgrade(url)
     assert schema_diff(url) == []
     assert migrate.check(url)
+
+
+async def test_a_downgrade_below_0004_writes_both_records_of_a_paired_row(url: str) -> None:
+    # 0004 lets one history row hold an add's Created and Scheduled records.
+    migrate.upgrade(url)
+    async with SqliteStore(url) as store:
+        added = [await add_one(store) for _ in range(3)]
+        before = [await store.history(HistoryQuery(uuid=a.uuid)) for a in added]
+    assert [[r.state for r in records] for records in before] == [
+        [State.CREATED, State.SCHEDULED]
+    ] * 3
+
+    await trio.to_thread.run_sync(migrate.downgrade, url, "0003")
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT uuid, state, details FROM gojob_history ORDER BY seq")
+            ).all()
+    finally:
+        engine.dispose()
+    for a, records in zip(added, before, strict=True):
+        assert [(r[1], json.loads(r[2])) for r in rows if r[0] == a.uuid] == [
+            ("Created", {}),
+            ("Scheduled", records[1].details),
+        ]
+
+    await trio.to_thread.run_sync(migrate.upgrade, url)
+    async with SqliteStore(url) as store:
+        after = [await store.history(HistoryQuery(uuid=a.uuid)) for a in added]
+    assert [[(r.state, r.details, r.timestamp) for r in x] for x in after] == [
+        [(r.state, r.details, r.timestamp) for r in x] for x in before
+    ]
 
 
 def test_the_comparison_sees_a_difference(url: str) -> None:

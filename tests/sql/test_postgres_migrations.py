@@ -4,19 +4,26 @@ in a schema of their own."""
 from __future__ import annotations
 
 import io
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import trio
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from gojob.errors import StoreUnavailable
+from gojob.state import State
+from gojob.store.base import HistoryQuery
 from gojob.store.sql import DEFAULT_PREFIX, make_metadata, migrate
+from gojob.store.sql.pg_ops import COPY_THRESHOLD
+from gojob.store.sql.postgres import PostgresStore
 from gojob.store.sql.schema import version_table
 
+from ..store import add_one, make_instance
 from ._postgres import create_schema, drop_schema, postgres_url, sql
 
 
@@ -83,6 +90,40 @@ def test_upgrade_gives_exactly_the_models_then_downgrade_and_upgrade_again(
 
     migrate.upgrade(url, schema=schema)
     assert schema_diff(url, schema) == []
+
+
+async def test_a_downgrade_below_0004_writes_both_records_of_a_paired_row(
+    empty_schema: tuple[str, str],
+) -> None:
+    # 0004 lets one history row hold an add's Created and Scheduled records; the large
+    # add (COPY) and the small one (one statement) both write them so.
+    url, schema = empty_schema
+    migrate.upgrade(url, schema=schema)
+    async with PostgresStore(url, schema=schema) as store:
+        now = await store.now()
+        added = await store.add([make_instance(now) for _ in range(COPY_THRESHOLD)])
+        added += [await add_one(store) for _ in range(2)]
+        before = [await store.history(HistoryQuery(uuid=a.uuid)) for a in added]
+    assert {tuple(r.state for r in records) for records in before} == {
+        (State.CREATED, State.SCHEDULED)
+    }
+    paired = sql(url, f"SELECT count(*) FROM {schema}.gojob_history WHERE preceded_by IS NOT NULL")
+    assert paired == [(len(added),)]
+
+    await trio.to_thread.run_sync(lambda: migrate.downgrade(url, "0003", schema=schema))
+    rows = sql(url, f"SELECT uuid, state, details FROM {schema}.gojob_history ORDER BY seq")
+    by_uuid: dict[str, list[tuple[str, Any]]] = {}
+    for uuid, state, details in rows:
+        by_uuid.setdefault(uuid, []).append((state, json.loads(details)))
+    for a, records in zip(added, before, strict=True):
+        assert by_uuid[a.uuid] == [("Created", {}), ("Scheduled", records[1].details)]
+
+    await trio.to_thread.run_sync(lambda: migrate.upgrade(url, schema=schema))
+    async with PostgresStore(url, schema=schema) as store:
+        after = [await store.history(HistoryQuery(uuid=a.uuid)) for a in added]
+    assert [[(r.state, r.details, r.timestamp) for r in x] for x in after] == [
+        [(r.state, r.details, r.timestamp) for r in x] for x in before
+    ]
 
 
 def test_the_asyncpg_url_of_the_store_migrates_too(empty_schema: tuple[str, str]) -> None:

@@ -80,11 +80,21 @@ class Db:
                 ).scalar_one()
             )
 
+    def history_records(self) -> int:
+        """Records in the history table (a row may hold two: ``preceded_by``)."""
+        h = self.history
+        with self.engine.connect() as conn:
+            counts = sa.select(sa.func.count() + sa.func.count(h.c.preceded_by))
+            return int(conn.execute(counts).scalar_one())
+
     def states(self, uuid: str) -> list[str]:
         h = self.history
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(h.c.state).where(h.c.uuid == uuid).order_by(h.c.seq))
-            return [row[0] for row in rows]
+            rows = conn.execute(
+                sa.select(h.c.preceded_by, h.c.state).where(h.c.uuid == uuid).order_by(h.c.seq)
+            )
+            # A row may hold two records: first one of ``preceded_by``, then its own.
+            return [state for row in rows for state in row if state is not None]
 
 
 def sqlite_db(tmp_path: Path) -> Iterator[Db]:
@@ -173,7 +183,7 @@ def test_a_rolled_back_transaction_leaves_no_instance_no_history_and_no_order(db
     # ...and gone with it.
     assert len(seen) == 2
     assert db.count(db.instances) == 0
-    assert db.count(db.history) == 0
+    assert db.history_records() == 0
     assert db.count(db.orders) == 0
 
 
@@ -219,7 +229,7 @@ async def test_a_live_dedupe_key_returns_its_holder(db: Db) -> None:
     assert a.uuid == b.uuid == c.uuid
     assert c.args == [1, 2]
     assert db.count(db.instances) == 1
-    assert db.count(db.history) == 2
+    assert db.history_records() == 2
     # Once the holder is final, the key is free again.
     with trio.fail_after(TIMEOUT):
         async with gojob.open_manager(db.store(), workers=1, lease=5, poll_interval=0.2) as m:
@@ -323,7 +333,9 @@ async def test_enqueue_many_in_one_transaction_runs_every_call(db: Db) -> None:
             assert len({i.uuid for i in added}) == 100
             results = [(await m.wait(i.uuid)).result for i in added]
     assert results == [2 * i for i in range(100)]
-    assert db.count(db.history, db.history.c.state == "Created") == 100
+    h = db.history
+    created = sa.or_(h.c.state == "Created", h.c.preceded_by == "Created")
+    assert db.count(h, created) == 100
     with db.engine.begin() as conn:
         assert enqueue_many(conn, "add", [], schema=db.schema, job=ADD) == []
         with pytest.raises(ArgumentError):
@@ -340,7 +352,7 @@ def test_a_rolled_back_batch_leaves_nothing(db: Db) -> None:
     finally:
         conn.close()
     assert db.count(db.instances) == 0
-    assert db.count(db.history) == 0
+    assert db.history_records() == 0
 
 
 # -- the sync producer ---------------------------------------------------------------------------
@@ -380,7 +392,7 @@ def test_the_producers_transaction_groups_enqueues_with_application_writes(db: D
     assert again.uuid != kept.uuid
     assert db.count(db.orders) == 1
     assert db.count(db.instances) == 2
-    assert db.count(db.history) == 4
+    assert db.history_records() == 4
 
 
 def producer_enqueue_in(conn: sa.Connection, db: Db) -> Instance:

@@ -228,6 +228,10 @@ async def test_history_queries(store: Store) -> None:
             (a.uuid, State.SCHEDULED),
             (b.uuid, State.SCHEDULED),
         ]
+        assert states(await store.history(HistoryQuery(states=[State.CREATED]))) == [
+            (a.uuid, State.CREATED),
+            (b.uuid, State.CREATED),
+        ]
         # Time bounds apply to the record's timestamp: after <= t < before.
         assert states(await store.history(HistoryQuery(after=cutoff))) == [
             (a.uuid, State.PROCESSING),
@@ -241,6 +245,13 @@ async def test_history_queries(store: Store) -> None:
         assert states(page) == states(everything)[1:3]
         page = await store.history(HistoryQuery(uuid=a.uuid, descending=True, limit=1))
         assert [r.state for r in page] == [State.COMPLETED]
+        # Pages that split an add's two records (Created, Scheduled) one from the other.
+        for offset in range(6):
+            page = await store.history(HistoryQuery(limit=1, offset=offset))
+            assert states(page) == states(everything)[offset : offset + 1]
+            page = await store.history(HistoryQuery(descending=True, limit=3, offset=offset))
+            assert states(page) == states(newest_first)[offset : offset + 3]
+        assert len({r.seq for r in everything}) == 6
         assert await store.history(HistoryQuery(offset=6)) == []
 
 

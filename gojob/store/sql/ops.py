@@ -192,8 +192,12 @@ def _insert(
         stored.scheduled_at = stored.scheduled_at or now
         stored.updated_at = now
         new_rows.append(instance_params(stored, dumps(stored.args), dumps(stored.kwargs)))
-        ch.record(stored, State.CREATED)
-        ch.record(stored, State.SCHEDULED, {"due": stored.scheduled_at.isoformat()})
+        ch.record(
+            stored,
+            State.SCHEDULED,
+            {"due": stored.scheduled_at.isoformat()},
+            preceded_by=State.CREATED,
+        )
         ch.events.append(Event(EventType.STATE, stored.uuid, stored.kind, State.SCHEDULED))
         if key is not None:
             holders[key] = stored
@@ -515,7 +519,9 @@ def fire_schedule(
 def prune(conn: Connection, st: Statements, before: datetime) -> tuple[PruneResult, Events]:
     params = {"p_before": to_us(before)}
     # History and logs first: their statements find the pruned instances by subquery.
-    history_count = _run(conn, st, st.prune_history, params).rowcount
+    # Counted as records (a row may hold two), in the transaction that deletes them.
+    history_count = int(_run(conn, st, st.prune_history_count, params).fetchone()[0])
+    _run(conn, st, st.prune_history, params)
     log_count = _run(conn, st, st.prune_logs, params).rowcount
     instance_count = _run(conn, st, st.prune_instances, params).rowcount
     return PruneResult(instance_count, history_count, log_count), []

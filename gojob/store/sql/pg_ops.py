@@ -448,14 +448,12 @@ def _copy_rows(
 
 
 def _copy_history(stored: Sequence[Instance], now_us: int) -> Iterator[tuple[Any, ...]]:
-    """The Created and Scheduled history rows of :data:`HISTORY_INSERT_COLUMNS` for
-    ``COPY``, instance by instance (as :attr:`PgStatements.add` writes them)."""
+    """The history rows of :data:`HISTORY_INSERT_COLUMNS` for ``COPY``, one per instance
+    holding its Created and Scheduled records (as :attr:`PgStatements.add` writes them)."""
     created, scheduled = State.CREATED.value, State.SCHEDULED.value
     due = _Memo(_due_details)
     for i in stored:
-        uuid, kind, attempt = i.uuid, i.kind, i.attempts
-        yield uuid, kind, created, now_us, attempt, "{}"
-        yield uuid, kind, scheduled, now_us, attempt, due(i.scheduled_at)
+        yield i.uuid, i.kind, scheduled, now_us, i.attempts, due(i.scheduled_at), created
 
 
 def _fresh(inst: Instance, now: datetime) -> Instance:
@@ -866,7 +864,9 @@ async def prune(tx: Tx, before: datetime) -> PruneResult:
     core = tx.st.core
     params = {"p_before": to_us(before)}
     # History and logs first: their statements find the pruned instances by subquery.
-    history_count = _count(await tx.core(core.prune_history, params))
+    # Counted as records (a row may hold two), in the transaction that deletes them.
+    history_count = int((await tx.core_rows(core.prune_history_count, params))[0][0])
+    await tx.core(core.prune_history, params)
     log_count = _count(await tx.core(core.prune_logs, params))
     instance_count = _count(await tx.core(core.prune_instances, params))
     return PruneResult(instance_count, history_count, log_count)

@@ -72,7 +72,10 @@ INSTANCE_INSERT_COLUMNS = (
 """The columns of a new instance row (all but ``seq``), in the order of
 :meth:`PgStatements.insert_instances`' arrays."""
 
-HISTORY_INSERT_COLUMNS = ("uuid", "kind", "state", "ts_us", "attempt", "details")
+_RECORD_COLUMNS = ("uuid", "kind", "state", "ts_us", "attempt", "details")
+"""The columns of a history row holding one record."""
+HISTORY_INSERT_COLUMNS = (*_RECORD_COLUMNS, "preceded_by")
+"""The columns of a new history row (all but ``seq``), in array order."""
 LOG_INSERT_COLUMNS = ("uuid", "kind", "ts_us", "level", "message", "attempt", "logger")
 
 _DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
@@ -165,8 +168,8 @@ class PgStatements:
         (the last two parameters). Empty arrays write nothing."""
 
         self.add = _add_statement(tables)
-        """Insert new Scheduled instances with their history (Created, then Scheduled)
-        and NOTIFY: ``$1`` the uuids (array order is ``seq`` order), then for each other
+        """Insert new Scheduled instances with their history (Created, then Scheduled, in
+        one row) and NOTIFY: ``$1`` the uuids (array order is ``seq`` order), then for each other
         column of :data:`INSTANCE_INSERT_COLUMNS` a value shared by every row and an
         array of one value per row (exactly one of them given: the other NULL), then the
         details of the Scheduled records likewise, the history time (µs), the payloads
@@ -238,7 +241,7 @@ class PgStatements:
             # By primary key from the array of picked seqs: a join with ``due`` may be
             # planned as a scan of the whole table (a cost in its size, per claim).
             f"WHERE i.seq = ANY(ARRAY(SELECT seq FROM due)) RETURNING {icols}), "
-            f"h AS (INSERT INTO {th} ({', '.join(HISTORY_INSERT_COLUMNS)}) "
+            f"h AS (INSERT INTO {th} ({', '.join(_RECORD_COLUMNS)}) "
             f"SELECT uuid, kind, {_state(State.PROCESSING)}, {NOW_US}, attempts, $5 "
             "FROM claimed ORDER BY seq), "
             + _notify_ctes("claimed", "seq", State.PROCESSING, origin, "$6")
@@ -279,7 +282,7 @@ class PgStatements:
             f"AND i.state = {_state(State.PROCESSING)} AND i.lease_us >= {NOW_US} "
             f"RETURNING {returned}, "
             "v.n AS n, v.rest AS rest), "
-            f"h AS (INSERT INTO {th} ({', '.join(HISTORY_INSERT_COLUMNS)}) "
+            f"h AS (INSERT INTO {th} ({', '.join(_RECORD_COLUMNS)}) "
             f"SELECT uuid, kind, {completed}, {NOW_US}, attempts, "
             """'{"node":' || coalesce(to_json(node_id)::text, 'null') || ',' """
             "|| substr(rest, 2) FROM done ORDER BY n), "
@@ -379,10 +382,8 @@ def _add_statement(tables: Tables) -> str:
         f"WITH ORDINALITY AS r({cols}, details, n)), "
         f"ins AS (INSERT INTO {i.name} ({cols}) SELECT {cols} FROM v ORDER BY n), "
         f"hist AS (INSERT INTO {h.name} ({', '.join(HISTORY_INSERT_COLUMNS)}) "
-        f"SELECT v.uuid, v.kind, s.state, ${now}::bigint, v.attempts, "
-        "CASE WHEN s.k = 0 THEN '{}' ELSE v.details END FROM v CROSS JOIN "
-        f"(VALUES (0, {_state(State.CREATED)}), (1, {_state(State.SCHEDULED)})) AS s(k, state) "
-        "ORDER BY v.n, s.k) "
+        f"SELECT v.uuid, v.kind, {_state(State.SCHEDULED)}, ${now}::bigint, v.attempts, "
+        f"v.details, {_state(State.CREATED)} FROM v ORDER BY v.n) "
         f"SELECT count(pg_notify(${channel}, p)) FROM unnest(${payloads}::text[]) AS p"
     )
 

@@ -274,9 +274,14 @@ def mutable_params(inst: Instance) -> dict[str, Any]:
 
 
 def history_params(
-    inst: Instance, state: State, now_us: int, info: dict[str, Any] | None
+    inst: Instance,
+    state: State,
+    now_us: int,
+    info: dict[str, Any] | None,
+    preceded_by: State | None = None,
 ) -> dict[str, Any]:
-    """Insert parameters of one history record of ``inst`` (at its current attempt)."""
+    """Insert parameters of one history record of ``inst`` (at its current attempt), or
+    of two: a record of ``preceded_by`` without details, then this one (one row)."""
     return {
         "uuid": inst.uuid,
         "kind": inst.kind,
@@ -284,6 +289,7 @@ def history_params(
         "ts_us": now_us,
         "attempt": inst.attempts,
         "details": dumps(info) if info else "{}",
+        "preceded_by": None if preceded_by is None else preceded_by.value,
     }
 
 

@@ -187,6 +187,12 @@ def make_metadata(prefix: str = DEFAULT_PREFIX) -> MetaData:
         Column("ts_us", BigInteger, nullable=False),
         Column("attempt", Integer, nullable=False),
         Column("details", Text, nullable=False),
+        # Set when the row holds two records: first one of this state, with no details,
+        # then the row's own (same time, attempt and seq). An add writes Created and
+        # Scheduled this way: one row per instance instead of two, about half of what
+        # the server does per enqueued job (see migration 0004). Readers expand it
+        # (:meth:`.statements.Statements.history`).
+        Column("preceded_by", String(16)),
         # AUTOINCREMENT: a seq is never reused after retention deleted the newest rows.
         sqlite_autoincrement=True,
     )

@@ -41,6 +41,7 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    case,
     delete,
     false,
     func,
@@ -49,6 +50,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union_all,
     update,
 )
 
@@ -104,6 +106,10 @@ class Statements:
         logs = tables.logs
         s = tables.schedules
         self._columns = [i.c[name] for name in INSTANCE_COLUMNS]
+        self._parts = union_all(
+            select(literal_column("0").label("part")), select(literal_column("1"))
+        ).subquery("parts")
+        """The two parts of a history row that may hold two records (:meth:`history`)."""
         self._live = live = i.c.state.in_(_ACTIVE)
         prefix = i.name.removesuffix("instances")
         # SQLite only (other dialects ignore them): see engine.HintingSQLiteDialect.
@@ -160,11 +166,14 @@ class Statements:
         # -- retention --------------------------------------------------------------------
         finished_before = i.c.finished_us < bindparam("p_before")
         pruned_uuids = select(i.c.uuid).where(finished_before)
-        self.prune_history: Delete = delete(h).where(
-            or_(h.c.ts_us < bindparam("p_before"), h.c.uuid.in_(pruned_uuids))
-        )
+        old_history = or_(h.c.ts_us < bindparam("p_before"), h.c.uuid.in_(pruned_uuids))
+        self.prune_history: Delete = delete(h).where(old_history)
         """Delete history older than ``p_before`` and all of instances final before it.
         (``finished_us`` is set only while an instance is final.)"""
+        self.prune_history_count: Select[Any] = select(
+            func.count() + func.count(h.c.preceded_by)
+        ).where(old_history)
+        """The number of records :attr:`prune_history` deletes (a row may hold two)."""
         self.prune_logs: Delete = delete(logs).where(
             or_(logs.c.ts_us < bindparam("p_before"), logs.c.uuid.in_(pruned_uuids))
         )
@@ -402,23 +411,36 @@ class Statements:
         )
 
     def history(self, query: HistoryQuery) -> Select[Any]:
-        """History records matching ``query``, by timestamp then seq, paged."""
+        """History records matching ``query``, by timestamp then seq, paged.
+
+        A row holding two records (``preceded_by`` set) is read as both: joined with
+        the two parts ``0`` (the first record: state ``preceded_by``, no details) and
+        ``1`` (the row's own), every other row with part ``1`` only; filters, order and
+        paging apply to records. A record's seq is twice its row's plus its part: unique,
+        in insertion order."""
         h = self.tables.history
-        stmt = select(h.c.seq, h.c.uuid, h.c.kind, h.c.state, h.c.ts_us, h.c.attempt, h.c.details)
+        part = self._parts.c.part
+        first = part == 0
+        state = case((first, h.c.preceded_by), else_=h.c.state)
+        details = case((first, literal_column("'{}'")), else_=h.c.details)
+        seq = h.c.seq * 2 + part
+        stmt = select(seq, h.c.uuid, h.c.kind, state, h.c.ts_us, h.c.attempt, details).join(
+            self._parts, or_(part == 1, h.c.preceded_by.is_not(None))
+        )
         if query.uuid is not None:
             stmt = stmt.where(h.c.uuid == query.uuid)
         if query.kind is not None:
             stmt = stmt.where(h.c.kind == query.kind)
         if query.states is not None:
-            stmt = stmt.where(h.c.state.in_([s.value for s in query.states]))
+            stmt = stmt.where(state.in_([s.value for s in query.states]))
         if query.after is not None:
             stmt = stmt.where(h.c.ts_us >= to_us(query.after))
         if query.before is not None:
             stmt = stmt.where(h.c.ts_us < to_us(query.before))
         if query.descending:
-            stmt = stmt.order_by(h.c.ts_us.desc(), h.c.seq.desc())
+            stmt = stmt.order_by(h.c.ts_us.desc(), seq.desc())
         else:
-            stmt = stmt.order_by(h.c.ts_us, h.c.seq)
+            stmt = stmt.order_by(h.c.ts_us, seq)
         return _page(stmt, query.limit, query.offset)
 
     def logs(self, query: LogQuery) -> Select[Any]:

@@ -49,9 +49,16 @@ class Changes:
         self.dirty: dict[str, Instance] = {}
         """Instances whose mutable columns must be written back, by uuid."""
 
-    def record(self, inst: Instance, state: State, info: dict[str, Any] | None = None) -> None:
-        """A history record of ``inst`` in ``state`` (no transition check)."""
-        self.history.append(history_params(inst, state, self.now_us, info))
+    def record(
+        self,
+        inst: Instance,
+        state: State,
+        info: dict[str, Any] | None = None,
+        preceded_by: State | None = None,
+    ) -> None:
+        """A history record of ``inst`` in ``state`` (no transition check), after one of
+        ``preceded_by`` without details when given (both in one row)."""
+        self.history.append(history_params(inst, state, self.now_us, info, preceded_by))
 
     def transition(self, inst: Instance, state: State, info: dict[str, Any] | None = None) -> None:
         """Move ``inst`` to ``state`` (checked against the table), with its history record."""
