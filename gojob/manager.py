@@ -44,6 +44,7 @@ from .policy import Backoff, Policy, seconds
 from .schedule import Every, Misfire, Overlap, Trigger, cron_or_every, parse_interval
 from .state import FINAL, State
 from .store.base import (
+    Handover,
     HistoryQuery,
     InstanceQuery,
     LogQuery,
@@ -420,7 +421,7 @@ class Manager(Runtime):
             max_rescues=max_rescues,
             dedupe_key=dedupe_key,
         )
-        (added,) = await self._add([inst])
+        (added,) = await self._add(Handover([inst]))
         # A schedule point too: a producer looping on schedule() must let work run.
         await trio.lowlevel.cancel_shielded_checkpoint()
         return added
@@ -480,7 +481,7 @@ class Manager(Runtime):
                 enc = no_args
             encoded.append(enc)
         insts = [] if policy is None else Instance.new_many(job_def.kind, encoded, policy, now, due)
-        added = await self._add(insts) if insts else []
+        added = await self._add(Handover(insts)) if insts else []
         await trio.lowlevel.cancel_shielded_checkpoint()
         return added
 

@@ -8,7 +8,7 @@ import trio
 
 from gojob.policy import Policy
 from gojob.state import State
-from gojob.store.base import HistoryQuery, InstanceQuery, Outcome, Store
+from gojob.store.base import Handover, HistoryQuery, InstanceQuery, Outcome, Store
 
 from . import (
     KIND,
@@ -84,6 +84,31 @@ async def test_add_empty_batch_adds_nothing(store: Store) -> None:
     with trio.fail_after(TIMEOUT):
         assert await store.add([]) == []
         assert await store.counts() == {}
+
+
+async def test_a_handover_is_stored_and_returned_as_a_copy_would_be(store: Store) -> None:
+    # The manager hands its new instances over: a store may return those very objects.
+    with trio.fail_after(TIMEOUT):
+        now = await store.now()
+        shared_args: list[object] = []
+        shared_kwargs: dict[str, object] = {}
+        given = [make_instance(now, args=shared_args, kwargs=shared_kwargs) for _ in range(3)]
+        added = await store.add(Handover(given))
+        assert [a.uuid for a in added] == [g.uuid for g in given]
+        for a in added:
+            got = await store.get(a.uuid)
+            assert got is not None
+            assert a.state is got.state is State.SCHEDULED
+            fields = ("args", "kwargs", "created_at", "scheduled_at", "updated_at", "policy")
+            assert [getattr(a, f) for f in fields] == [getattr(got, f) for f in fields]
+        # Each snapshot owns its arguments, even where the given ones shared theirs.
+        added[0].args.append(1)
+        added[0].kwargs["x"] = 1
+        assert (added[1].args, added[1].kwargs) == ([], {})
+        assert (shared_args, shared_kwargs) == ([], {})
+        again = await store.get(added[0].uuid)
+        assert again is not None
+        assert (again.args, again.kwargs) == ([], {})
 
 
 async def test_add_records_created_then_scheduled_history(store: Store) -> None:

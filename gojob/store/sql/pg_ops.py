@@ -149,24 +149,31 @@ class Tx:
         params = _add_params(new, ch.now_us)
         await self.conn.execute(self.st.add, *params, self.payloads(), self.channel)
 
-    async def copy_add(self, given: Sequence[Instance], ch: Changes) -> list[Instance]:
+    async def copy_add(
+        self,
+        given: Sequence[Instance],
+        ch: Changes,
+        stored_as: Callable[[Instance, datetime], Instance],
+    ) -> list[Instance]:
         """Insert new instances without dedupe keys as :meth:`add` does, for a large
         batch, in the transaction the caller opened; returns the stored copies.
 
         The rows stream to the server by ``COPY`` (one for the instances, one for their
         history, each in the order given, so ``seq`` is insertion order as with
         :meth:`add`) while later ones are still being built: the client's work per
-        instance (:func:`_fresh`, the row) overlaps the server's. The state events are
+        instance (``stored_as``: :func:`_fresh` or :func:`_adopt`; the row) overlaps the
+        server's. The state events are
         collected in ``ch``, in order; the NOTIFY follows (:meth:`notify_rest`)."""
         assert not ch.dirty
         assert not ch.history
         stored: list[Instance] = []
         tables = self.st.tables
         conn = self.conn
+        plain = all(_unset(i) == _UNSET_VALUES for i in given)
         await conn.copy_records_to_table(
             tables.instances.name,
-            records=_copy_rows(given, ch, stored),
-            columns=INSTANCE_INSERT_COLUMNS,
+            records=(_plain_copy_rows if plain else _copy_rows)(given, ch, stored, stored_as),
+            columns=PLAIN_INSERT_COLUMNS if plain else INSTANCE_INSERT_COLUMNS,
         )
         await conn.copy_records_to_table(
             tables.history.name,
@@ -417,11 +424,14 @@ def _due_details(due: datetime | None) -> str:
 
 
 def _copy_rows(
-    given: Sequence[Instance], ch: Changes, stored: list[Instance]
+    given: Sequence[Instance],
+    ch: Changes,
+    stored: list[Instance],
+    stored_as: Callable[[Instance, datetime], Instance],
 ) -> Iterator[tuple[Any, ...]]:
     """The rows of :data:`INSTANCE_INSERT_COLUMNS` for ``COPY``, built as consumed: each
-    given instance's stored copy (:func:`_fresh`) is appended to ``stored`` and its state
-    event to ``ch``."""
+    given instance's stored snapshot (``stored_as``) is appended to ``stored`` and its
+    state event to ``ch``."""
     created, fire, scheduled, updated = (_Memo(_opt_us) for _ in range(4))
     policy_text = _Memo(_policy_text)
     now = ch.now
@@ -429,7 +439,7 @@ def _copy_rows(
     scheduled_state = State.SCHEDULED
     state_value = scheduled_state.value
     for one in given:
-        i = _fresh(one, now)
+        i = stored_as(one, now)
         stored.append(i)
         events.append(Event(EventType.STATE, i.uuid, i.kind, scheduled_state))
         args, kwargs, result = i.args, i.kwargs, i.result
@@ -444,6 +454,51 @@ def _copy_rows(
             _opt_us(i.lease_expires_at), i.cancel_requested, _opt_us(i.processed_at),
             _opt_us(i.completed_at), _opt_us(i.terminated_at), _opt_us(i.canceled_at),
             _opt_us(i.timed_out_at), None,
+        )  # fmt: skip
+
+
+PLAIN_INSERT_COLUMNS = (
+    "uuid", "kind", "priority", "policy", "args", "kwargs", "created_us", "state",
+    "scheduled_us", "updated_us", "attempts", "failures", "rescues",
+)  # fmt: skip
+"""The columns :func:`_plain_copy_rows` sends: the others of a plain new instance are
+NULL (or, ``cancel_requested``, false), which the table's defaults give."""
+
+_unset = attrgetter(
+    "schedule_id", "fire_time", "result", "error_message", "error_type", "traceback",
+    "node_id", "worker", "claim_token", "lease_expires_at", "processed_at", "completed_at",
+    "terminated_at", "canceled_at", "timed_out_at", "cancel_requested",
+)  # fmt: skip
+"""What a plain new instance leaves unset (:data:`_UNSET_VALUES`): most new instances,
+and every one of ``schedule_many``."""
+_UNSET_VALUES = (None,) * 15 + (False,)
+
+
+def _plain_copy_rows(
+    given: Sequence[Instance],
+    ch: Changes,
+    stored: list[Instance],
+    stored_as: Callable[[Instance, datetime], Instance],
+) -> Iterator[tuple[Any, ...]]:
+    """:func:`_copy_rows` of plain new instances (see :data:`PLAIN_INSERT_COLUMNS`): less
+    than half the columns to encode on this side and to parse on the server's."""
+    created, scheduled, updated = (_Memo(_opt_us) for _ in range(3))
+    policy_text = _Memo(_policy_text)
+    now = ch.now
+    events = ch.events
+    scheduled_state = State.SCHEDULED
+    state_value = scheduled_state.value
+    for one in given:
+        i = stored_as(one, now)
+        stored.append(i)
+        events.append(Event(EventType.STATE, i.uuid, i.kind, scheduled_state))
+        args, kwargs = i.args, i.kwargs
+        policy = i.policy
+        yield (
+            i.uuid, i.kind, policy.priority, policy_text(policy),
+            dumps(args) if args else "[]", dumps(kwargs) if kwargs else "{}",
+            created(i.created_at), state_value, scheduled(i.scheduled_at),
+            updated(i.updated_at), i.attempts, i.failures, i.rescues,
         )  # fmt: skip
 
 
@@ -481,8 +536,28 @@ def _fresh(inst: Instance, now: datetime) -> Instance:
     return clone
 
 
+def _adopt(inst: Instance, now: datetime) -> Instance:
+    """:func:`_fresh` of a handed-over instance: the object itself becomes the stored
+    snapshot. Empty arguments get containers of its own (a caller may share one empty
+    list among many calls)."""
+    data = inst.__dict__
+    if not data["args"] and type(data["args"]) is list:
+        data["args"] = []
+    if not data["kwargs"] and type(data["kwargs"]) is dict:
+        data["kwargs"] = {}
+    data["_sink"] = None
+    data["state"] = State.SCHEDULED
+    data["created_at"] = data["created_at"] or now
+    data["scheduled_at"] = data["scheduled_at"] or now
+    data["updated_at"] = now
+    return inst
+
+
 async def _insert(
-    tx: Tx, instances: Sequence[Instance], ch: Changes
+    tx: Tx,
+    instances: Sequence[Instance],
+    ch: Changes,
+    stored_as: Callable[[Instance, datetime], Instance],
 ) -> tuple[list[Instance], list[Instance]]:
     """Decide the insertion of new instances as Scheduled (history Created, Scheduled),
     or return the live holder of their dedupe key in their place; returns the result
@@ -506,8 +581,8 @@ async def _insert(
             if live is not None:
                 result.append(detach(live))
                 continue
-        # One copy: what is stored is written as values, and this copy is returned.
-        stored = _fresh(given, now)
+        # One snapshot: what is stored is written as values, and it is returned.
+        stored = stored_as(given, now)
         new.append(stored)
         events.append(Event(EventType.STATE, stored.uuid, stored.kind, scheduled_state))
         if key is not None:
@@ -516,18 +591,21 @@ async def _insert(
     return result, new
 
 
-async def add(tx: Tx, instances: Sequence[Instance]) -> list[Instance]:
+async def add(tx: Tx, instances: Sequence[Instance], adopt: bool = False) -> list[Instance]:
+    """Add ``instances``; ``adopt``: they were handed over (:class:`~..base.Handover`), so
+    they become the stored snapshots instead of copies."""
     ch = Changes(await tx.now())
+    stored_as = _adopt if adopt else _fresh
     if (
         len(instances) >= COPY_THRESHOLD
         and tx.conn.is_in_transaction()
         and all(i.dedupe_key is None for i in instances)
     ):
-        added = await tx.copy_add(instances, ch)
+        added = await tx.copy_add(instances, ch, stored_as)
         _announce_added(added, ch)
         tx.events.extend(ch.events)
         return added
-    added, new = await _insert(tx, instances, ch)
+    added, new = await _insert(tx, instances, ch, stored_as)
     _announce_added(added, ch)
     await tx.add(new, ch)
     return added
@@ -848,7 +926,7 @@ async def fire_schedule(
     now = ch.now
     given: list[Instance] = []
     given.extend(keyed_by_slot(schedule_id, instances))
-    added, new = await _insert(tx, given, ch)
+    added, new = await _insert(tx, given, ch, _fresh)
     record_fire(found, added, now, next_fire_at, skipped, skipped_count)
     if added:
         ch.due(min(i.scheduled_at or now for i in added), found.kind)

@@ -28,6 +28,7 @@ from ...errors import LeaseLost, StoreError, StoreUnavailable
 from ...instance import HistoryRecord, Instance, LogRecord
 from ...state import State
 from ..base import (
+    Handover,
     HistoryQuery,
     InstanceQuery,
     LeaseReply,
@@ -258,7 +259,8 @@ class PostgresStore(Store):
         # Without dedupe keys, the insert is one statement: no transaction needed; a large
         # batch streams by COPY (pg_ops.COPY_THRESHOLD), in a transaction.
         large = not keyed and len(instances) >= pg_ops.COPY_THRESHOLD
-        return await self._call(pg_ops.add, list(instances), transaction=keyed or large)
+        adopt = isinstance(instances, Handover)
+        return await self._call(pg_ops.add, list(instances), adopt, transaction=keyed or large)
 
     async def claim(
         self,
