@@ -43,8 +43,12 @@ __all__ = [
     "compile_pg",
 ]
 
-NOW_US = "(extract(epoch from now()) * 1000000)::bigint"
-"""The database's clock (the current transaction's start) in epoch microseconds."""
+NOW_US = "(SELECT (extract(epoch from now()) * 1000000)::bigint)"
+"""The database's clock (the current transaction's start) in epoch microseconds.
+
+A scalar subquery, so PostgreSQL computes it once per statement (an InitPlan): the
+expression alone is evaluated per row, in numeric arithmetic, several times per row
+of a claim or completion."""
 
 NOTIFY_CHUNK_LIMIT = 7900
 """Most bytes in one NOTIFY payload (PostgreSQL's limit is 8000)."""
