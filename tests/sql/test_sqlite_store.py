@@ -3,6 +3,7 @@ clock, notifications across stores, batches past the IN-list chunk size."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ import trio
 
 from gojob.errors import StoreError, StoreUnavailable
 from gojob.instance import Instance
+from gojob.policy import INFINITE, Backoff, Policy
 from gojob.state import State
 from gojob.store.base import EventType, InstanceQuery, Outcome
 from gojob.store.sql import SqliteStore, migrate
@@ -265,3 +267,44 @@ async def test_batches_larger_than_one_in_list(store: SqliteStore) -> None:
         assert counts == {("job.a", State.COMPLETED): count}
         found = await store.lookup_instances(InstanceQuery(states=[State.COMPLETED], limit=1))
         assert len(found) == 1
+
+
+POLICIES = [
+    Policy(),
+    Policy(max_retries=INFINITE, timeout=1.5, priority=-3, max_rescues=0),
+    Policy(
+        max_retries=4,
+        backoff=Backoff.exponential(0.25, factor=3.0, max=60.0, jitter=0.2),
+        custom_backoff=True,
+    ),
+    Policy(backoff=Backoff("linear", 2.0)),
+]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+async def test_policies_are_stored_compactly_and_read_back_whole(
+    store: SqliteStore, policy: Policy
+) -> None:
+    added = await store.add([make_instance(datetime.now(UTC), policy=policy)])
+    with engine_of(store).connect() as conn:
+        (text,) = conn.execute(sa.text("SELECT policy FROM gojob_instances")).one()
+    assert text.startswith("[")  # the positional form
+    assert len(text) < 80
+    got = await store.get(added[0].uuid)
+    assert got is not None
+    assert got.policy == policy
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+async def test_policies_written_by_earlier_versions_still_read(
+    store: SqliteStore, policy: Policy
+) -> None:
+    added = await store.add([make_instance(datetime.now(UTC))])
+    with engine_of(store).begin() as conn:
+        conn.execute(
+            sa.text("UPDATE gojob_instances SET policy = :p"),
+            {"p": json.dumps(policy.to_json())},  # the object form
+        )
+    got = await store.get(added[0].uuid)
+    assert got is not None
+    assert got.policy == policy
