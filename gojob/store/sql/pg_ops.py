@@ -956,6 +956,9 @@ def _count(status: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
+_CLAIM_COLUMNS = "state, priority, scheduled_us, cancel_requested, kind"
+
+
 async def ensure_statistics(tx: Tx) -> bool:
     """ANALYZE the instances table if it never was (``reltuples`` unknown, or zero while
     it holds rows); True if the table has statistics now (False: it is empty, or the
@@ -984,7 +987,9 @@ async def ensure_statistics(tx: Tx) -> bool:
         async with tx.conn.transaction():
             # Never wait behind a VACUUM or another ANALYZE of the table: skip instead.
             await tx.conn.execute("SET LOCAL lock_timeout = '100ms'")
-            await tx.conn.execute("ANALYZE " + table)
+            # The columns the claim filters and orders by: half the time of all of them.
+            # Autovacuum's analyze covers the others later.
+            await tx.conn.execute(f"ANALYZE {table} ({_CLAIM_COLUMNS})")
     except asyncpg.LockNotAvailableError:
         return False
     return True

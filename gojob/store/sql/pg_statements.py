@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Column, Select
+from sqlalchemy import Column, Select, String
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.sql import ClauseElement
@@ -95,8 +95,19 @@ def compile_pg(statement: ClauseElement) -> tuple[str, list[str], dict[str, Any]
 
 
 def _array_type(column: Column[Any]) -> str:
-    """The PostgreSQL array type of a column's values (``varchar(36)[]``...)."""
+    """The PostgreSQL array type of a column's values (``bigint[]``...): ``text[]`` for
+    the ``varchar`` columns (see :data:`TEXT_ARRAY`)."""
+    if isinstance(column.type, String):
+        return TEXT_ARRAY
     return f"{column.type.compile(dialect=_DDL_DIALECT).lower()}[]"
+
+
+TEXT_ARRAY = "text[]"
+"""The type of every array of strings the statements take: asyncpg has a built-in codec
+for ``text[]`` but must look ``varchar[]`` up in the catalog, once per connection (a
+recursive query of tens of milliseconds, on the first claim or completion of each).
+``varchar`` is binary-compatible with ``text``, so ``uuid = ANY($1::text[])`` still
+uses the uuid index."""
 
 
 def _state(state: State) -> str:
@@ -127,7 +138,7 @@ class PgStatements:
         """The instance ``$1``."""
 
         self.lock_by_uuids = (
-            f"SELECT {cols}, {NOW_US} FROM {ti} WHERE uuid = ANY($1::varchar[]) "
+            f"SELECT {cols}, {NOW_US} FROM {ti} WHERE uuid = ANY($1::text[]) "
             "ORDER BY uuid FOR UPDATE"
         )
         """The instances whose uuid is in ``$1``, locked (in uuid order, so that two
@@ -135,7 +146,7 @@ class PgStatements:
         database's now."""
 
         self.live_by_keys = (
-            f"SELECT {cols} FROM {ti} WHERE dedupe_key = ANY($1::varchar[]) AND {_LIVE}"
+            f"SELECT {cols} FROM {ti} WHERE dedupe_key = ANY($1::text[]) AND {_LIVE}"
         )
         """The non-final instances holding one of the dedupe keys ``$1`` (at most one per
         key: the live dedupe index)."""
@@ -159,7 +170,7 @@ class PgStatements:
             f"SELECT min(scheduled_us) FROM {ti} WHERE state = {_state(State.SCHEDULED)}"
         )
         """The earliest due time of the Scheduled instances."""
-        self.next_due_kinds = self.next_due_any + " AND kind = ANY($1::varchar[])"
+        self.next_due_kinds = self.next_due_any + " AND kind = ANY($1::text[])"
         """The earliest due time of the Scheduled instances of the kinds ``$1``."""
 
         # -- instances: writes --------------------------------------------------------------
@@ -180,8 +191,8 @@ class PgStatements:
         and the channel."""
 
         self.extend_leases = (
-            f"WITH mine AS (SELECT seq FROM {ti} WHERE uuid = ANY($1::varchar[]) "
-            f"AND claim_token = ANY($2::varchar[]) AND state = {_state(State.PROCESSING)} "
+            f"WITH mine AS (SELECT seq FROM {ti} WHERE uuid = ANY($1::text[]) "
+            f"AND claim_token = ANY($2::text[]) AND state = {_state(State.PROCESSING)} "
             f"AND lease_us >= {NOW_US} ORDER BY uuid FOR UPDATE) "
             f"UPDATE {ti} AS i SET lease_us = {NOW_US} + $3 FROM mine WHERE i.seq = mine.seq "
             "RETURNING i.claim_token, i.cancel_requested"
@@ -230,7 +241,7 @@ class PgStatements:
         """
         t = self.tables
         ti, th = t.instances.name, t.history.name
-        kind_filter = " AND kind = ANY($7::varchar[])" if kinds else ""
+        kind_filter = " AND kind = ANY($7::text[])" if kinds else ""
         icols = ", ".join(f"i.{name}" for name in INSTANCE_COLUMNS)
         cols = ", ".join(INSTANCE_COLUMNS)
         origin = "$8" if kinds else "$7"
@@ -272,11 +283,11 @@ class PgStatements:
         back = INSTANCE_COLUMNS if returning else ("uuid", "kind", "node_id")
         returned = ", ".join(f"i.{c}" for c in dict.fromkeys((*back, "attempts")))
         return (
-            "WITH v AS (SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::text[], "
+            "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
             "$4::text[]) WITH ORDINALITY AS v(uuid, token, result, rest, n)), "
             # Row locks in uuid order, as every other batch takes them: no deadlock with
             # a lease extension of the same attempts.
-            f"lk AS (SELECT seq FROM {ti} WHERE uuid = ANY($1::varchar[]) "
+            f"lk AS (SELECT seq FROM {ti} WHERE uuid = ANY($1::text[]) "
             "ORDER BY uuid FOR UPDATE), "
             f"done AS (UPDATE {ti} AS i SET state = {completed}, result = v.result, "
             f"completed_us = {NOW_US}, error_message = NULL, error_type = NULL, "
