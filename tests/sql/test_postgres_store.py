@@ -281,6 +281,35 @@ async def test_concurrent_claims_from_two_stores_never_share_an_instance() -> No
         assert len(claimed) == len(set(claimed)) == 600
 
 
+@pytest.mark.parametrize("synchronous", [False, True])
+async def test_a_claim_commits_without_waiting_for_the_wal_flush_unless_asked(
+    synchronous: bool,
+) -> None:
+    # A claim is what a busy node's workers wait for: by default its transaction alone
+    # has synchronous_commit off (a database crash may forget it: its jobs run again).
+    async def claim_then_look(tx: Tx) -> tuple[str, str, int]:
+        async with tx.conn.transaction():
+            rows = await tx.conn.fetch(
+                tx.st.claim_any, 10, NODE, "n", 30_000_000, "{}", tx.channel, '"o"'
+            )
+            inside = await tx.conn.fetchval("SHOW synchronous_commit")
+        after = await tx.conn.fetchval("SHOW synchronous_commit")
+        return inside, after, len(rows)
+
+    async with (
+        fresh_schema() as (url, schema),
+        PostgresStore(url, schema=schema, synchronous_claims=synchronous) as store,
+    ):
+        with trio.fail_after(TIMEOUT):
+            await add_one(store)
+            inside, after, claimed = await store._call(claim_then_look)
+            assert claimed == 1
+            assert (inside, after) == ("on" if synchronous else "off", "on")
+            # And the store's own claims go on as usual.
+            await add_one(store)
+            assert len(await store.claim(NODE, None, 10, LONG_LEASE)) == 1
+
+
 # -- notifications between stores ---------------------------------------------------------------
 
 

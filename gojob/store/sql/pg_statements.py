@@ -120,8 +120,10 @@ _LIVE = "state IN ({})".format(", ".join(f"'{v}'" for v in ACTIVE_STATE_VALUES))
 class PgStatements:
     """The statements of one table prefix; attribute docstrings describe each."""
 
-    def __init__(self, tables: Tables) -> None:
+    def __init__(self, tables: Tables, *, synchronous_claims: bool = False) -> None:
         self.tables = tables
+        self.synchronous_claims = synchronous_claims
+        """Whether a claim's commit waits for its WAL flush (see :meth:`_claim`)."""
         self.core = Statements(tables)
         """The SQLAlchemy Core statements and query builders (compiled by :meth:`sql`)."""
         self._cache: dict[int, tuple[str, list[str], dict[str, Any]]] = {}
@@ -238,6 +240,15 @@ class PgStatements:
         :func:`_notify_ctes`). Returns the
         claimed rows (:data:`INSTANCE_COLUMNS`, in no particular order) and, in a last
         column, the number of payloads sent.
+
+        Unless :attr:`synchronous_claims`, the claim's transaction commits without
+        waiting for its WAL to reach the disk (``synchronous_commit`` off for it alone):
+        the claim is the critical path of a busy node (its workers wait for it), and
+        the flush was a seventh of its time. What that risks: after a crash of the
+        database server (not a restart, which flushes), claims of its last fraction of a
+        second may be forgotten; their instances are Scheduled again, their attempts'
+        finishes are refused as lease losses, and they run again, as after a lost
+        lease. Any later synchronous commit (a finish, an add) flushes earlier claims.
         """
         t = self.tables
         ti, th = t.instances.name, t.history.name
@@ -260,7 +271,8 @@ class PgStatements:
             f"SELECT uuid, kind, {_state(State.PROCESSING)}, {NOW_US}, attempts, $5 "
             "FROM claimed ORDER BY seq), "
             + _notify_ctes("claimed", "seq", State.PROCESSING, origin, "$6")
-            + f" SELECT {cols}, (SELECT n FROM sent) FROM claimed"
+            + f" SELECT {cols}, (SELECT n FROM sent{'' if self.synchronous_claims else _ASYNC})"
+            " FROM claimed"
         )
 
     def _complete(self, *, returning: bool) -> str:
@@ -312,6 +324,11 @@ class PgStatements:
         if found is None:
             found = self._cache[key] = compile_pg(statement)
         return found
+
+
+_ASYNC = " WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL"
+"""Appended to a scalar subquery that runs once: the statement's transaction commits
+without waiting for the WAL flush (``set_config(..., true)``: this transaction only)."""
 
 
 def _notify_ctes(source: str, order: str, state: State, origin: str, channel: str) -> str:

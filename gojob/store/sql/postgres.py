@@ -86,6 +86,12 @@ class PostgresStore(Store):
     server's ``search_path``) holds the tables, so deployments can share a database.
     The schema must be at head: ``gojob db upgrade --url ... [--schema ...]``.
 
+    ``synchronous_claims``: whether a claim's commit waits for the WAL flush. By
+    default it does not (every other write does): a claim is what a busy node's workers
+    wait for, and after a crash of the database server (not a restart) a forgotten
+    claim only means its jobs run again, as after a lost lease (see
+    :meth:`.pg_statements.PgStatements._claim`).
+
     ``pool_size`` bounds the connections used for work (each subscription has one
     more, outside the pool); ``connect_timeout`` bounds each connection attempt, so
     an unreachable server fails fast with StoreUnavailable; ``poll_interval`` is how
@@ -130,6 +136,7 @@ class PostgresStore(Store):
         connect_timeout: float = 5.0,
         poll_interval: float = 5.0,
         application_name: str = "gojob",
+        synchronous_claims: bool = False,
     ) -> None:
         from .migrate import check_schema_name
 
@@ -141,7 +148,10 @@ class PostgresStore(Store):
         self.schema = None if schema is None else check_schema_name(schema)
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
-        self._statements = PgStatements(tables_of(make_metadata(prefix), prefix))
+        self.synchronous_claims = synchronous_claims
+        self._statements = PgStatements(
+            tables_of(make_metadata(prefix), prefix), synchronous_claims=synchronous_claims
+        )
         settings = {"application_name": application_name, "jit": "off"}
         if self.schema is not None:
             settings["search_path"] = self.schema
