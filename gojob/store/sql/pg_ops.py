@@ -637,10 +637,7 @@ async def claim(
         )  # fmt: skip
     if not rows:
         return []
-    # RETURNING gives no order: restore the claim's (priority, due time, seq).
-    loaded = [(instance_from_row(row[:-1]), row[8], row[0]) for row in rows]
-    loaded.sort(key=lambda item: (item[0].policy.priority, item[1], item[2]))
-    claimed = [inst for inst, _, _ in loaded]
+    claimed = [instance_from_row(row[:-1]) for row in rows]  # in claim order
     # Delivered in-process; NOTIFY was sent by the statement itself.
     tx.events.extend(
         Event(EventType.STATE, inst.uuid, inst.kind, State.PROCESSING, node_id) for inst in claimed
@@ -700,22 +697,33 @@ async def complete(
     """Complete attempts in one statement (every outcome :func:`completes_simply`); an
     item whose token no longer holds its lease (or a repeated one) comes back as
     :data:`MISS`, unchanged, for :func:`finish_many` to judge."""
-    uuids = []
-    results = []
-    rests = []
+    uuids: list[str] = []
+    results: list[str | None] = []
+    rests: list[str] = []
+    tokens: list[str] = []
+    plain_rests: dict[str | None, str] = {}
     for token, outcome in items:
+        tokens.append(token)
         uuids.append(token.partition("/")[0])
+        if outcome.result is None and outcome.reason is None:
+            # The common case: details {"worker": ...} of one of a few workers.
+            worker = outcome.worker
+            rest = plain_rests.get(worker)
+            if rest is None:
+                rest = plain_rests[worker] = dumps({"worker": worker})
+            results.append(None)
+            rests.append(rest)
+            continue
         results.append(None if outcome.result is None else dumps(outcome.result))
         info = outcome_details(outcome, None)
         del info["node"]  # put back first by the statement, from the row
         rests.append(dumps(info))
-    tokens = [token for token, _ in items]
     statement = tx.st.complete if returning else tx.st.complete_quiet
     rows = await tx.conn.fetch(
         statement, uuids, tokens, results, rests, tx.channel, dumps(tx.origin)
     )
     done: list[Instance | None] = [MISS] * len(items)
-    for row in sorted(rows, key=lambda r: int(r[-2])):
+    for row in rows:  # in array order
         position = row[-2] - 1
         if returning:
             inst = instance_from_row(row[:-2])

@@ -238,8 +238,8 @@ class PgStatements:
         appends their Processing history records (details ``$5``); and NOTIFYs their
         state events on channel ``$6`` (origin ``$8`` as JSON text; see
         :func:`_notify_ctes`). Returns the
-        claimed rows (:data:`INSTANCE_COLUMNS`, in no particular order) and, in a last
-        column, the number of payloads sent.
+        claimed rows (:data:`INSTANCE_COLUMNS`, in claim order) and, in a last column,
+        the number of payloads sent.
 
         Unless :attr:`synchronous_claims`, the claim's transaction commits without
         waiting for its WAL to reach the disk (``synchronous_commit`` off for it alone):
@@ -266,13 +266,13 @@ class PgStatements:
             f"processed_us = {NOW_US}, updated_us = {NOW_US} "
             # By primary key from the array of picked seqs: a join with ``due`` may be
             # planned as a scan of the whole table (a cost in its size, per claim).
-            f"WHERE i.seq = ANY(ARRAY(SELECT seq FROM due)) RETURNING {icols}), "
+            f"WHERE i.seq = ANY(ARRAY(SELECT seq FROM due)) RETURNING {icols}, i.priority), "
             f"h AS (INSERT INTO {th} ({', '.join(_RECORD_COLUMNS)}) "
             f"SELECT uuid, kind, {_state(State.PROCESSING)}, {NOW_US}, attempts, $5 "
             "FROM claimed ORDER BY seq), "
             + _notify_ctes("claimed", "seq", State.PROCESSING, origin, "$6")
             + f" SELECT {cols}, (SELECT n FROM sent{'' if self.synchronous_claims else _ASYNC})"
-            " FROM claimed"
+            " FROM claimed ORDER BY claimed.priority, claimed.scheduled_us, claimed.seq"
         )
 
     def _complete(self, *, returning: bool) -> str:
@@ -286,8 +286,8 @@ class PgStatements:
         NOTIFY on ``$5`` (origin ``$6``). Items whose token does not hold the lease are
         left alone (the caller judges them the general way). Returns, per completed
         item, the instance row (:data:`INSTANCE_COLUMNS`, or with ``returning`` false
-        ``uuid, kind, node_id``), then its position in the arrays (1-based) and the number of
-        payloads sent.
+        ``uuid, kind, node_id``), then its position in the arrays (1-based, the order of
+        the rows) and the number of payloads sent.
         """
         t = self.tables
         ti, th = t.instances.name, t.history.name
@@ -314,7 +314,7 @@ class PgStatements:
             """'{"node":' || coalesce(to_json(node_id)::text, 'null') || ',' """
             "|| substr(rest, 2) FROM done ORDER BY n), "
             + _notify_ctes("done", "n", State.COMPLETED, "$6", "$5")
-            + f" SELECT {', '.join(back)}, n, (SELECT n FROM sent) FROM done"
+            + f" SELECT {', '.join(back)}, n, (SELECT n FROM sent) FROM done ORDER BY done.n"
         )
 
     def sql(self, statement: ClauseElement) -> tuple[str, list[str], dict[str, Any]]:
