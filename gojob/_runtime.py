@@ -85,6 +85,9 @@ class Runtime:
         self._busy = 0
         """Claimed and not yet decided (running or queued for a worker): the claim budget."""
         self._claiming = False
+        self._dispatcher_wants_capacity = True
+        """False while the dispatcher sleeps with room to claim: then freed capacity
+        need not wake it (see ``_dispatch``)."""
         self._backlog = False
         self._closing = False
         self._dispatch_wake = trio.Event()
@@ -229,6 +232,7 @@ class Runtime:
         backoff = 0.05
         while not self._closing:
             self._dispatch_wake = trio.Event()
+            self._dispatcher_wants_capacity = True
             timeout = math.inf
             if self._claiming:
                 # A worker is claiming: its result decides what comes next (and a claim
@@ -261,6 +265,11 @@ class Runtime:
                     timeout = min(max(wait, 0.01), timeout)
             else:
                 timeout = self.poll_interval
+            # Asleep with room to claim, it waits for due work, not for capacity: an
+            # attempt finishing then need not wake it (an idle node would claim nothing
+            # after every job, and an enqueue meeting that claim in flight could not
+            # claim its own job at once).
+            self._dispatcher_wants_capacity = self._free() <= 0
             with trio.move_on_after(timeout):
                 await self._dispatch_wake.wait()
 
@@ -298,7 +307,7 @@ class Runtime:
         attempt when its lease was lost) and free its place in the claim budget."""
         attempt.instance._sink = None
         self._busy -= 1
-        if not self._backlog:
+        if not self._backlog and self._dispatcher_wants_capacity:
             self._dispatch_wake.set()
         if self.metrics is not None:
             self._observe(attempt, outcome)
@@ -538,7 +547,8 @@ class Runtime:
                 )
         for token, _ in items:
             self._forget(running[token])
-        self._dispatch_wake.set()  # claims held back by unacknowledged work may go on
+        if self._dispatcher_wants_capacity:
+            self._dispatch_wake.set()  # claims held back by unacknowledged work may go on
         return True
 
     async def _finish(self, attempt: Attempt, outcome: Outcome) -> Instance | None:
