@@ -95,12 +95,21 @@ async def test_watch_json_lines_and_until_final(served: Ctl) -> None:
             assert code == 0
 
         # --until-final: the current state first, the end once final, no Ctrl-C needed.
-        queued = await m.schedule("add", 1, 1, after=0.5)
-        result = await served.run("watch", "--uuid", queued.uuid, "--until-final")
-        assert result.code == 0, result.err
-        states = [line.split()[5] for line in result.lines() if queued.uuid in line]
-        assert states[0] == "Scheduled"
-        assert states[-1] == "Completed"
+        # A gated job: Processing (the current state) until the watch has printed it.
+        gate = gates("until-final", 1)
+        held = await m.schedule("chatty", "until-final", 1)
+        async with served.start("watch", "--uuid", held.uuid, "--until-final") as running:
+            first = await running.stdout.until(held.uuid)
+            assert first.split()[5] == "Processing"
+            gate[0].set()
+            await running.stdout.until("Completed")
+            assert await running.stdout.next() is None  # it ends by itself
+            code, err = await running.finish()
+        assert code == 0, err
+        states = [line.split()[5] for line in running.stdout.seen if held.uuid in line]
+        assert states == ["Processing", "Completed"]
+        queued = await m.schedule("add", 1, 1)
+        await m.wait(queued)
         done = await served.run(
             "--json", "watch", "--uuid", queued.uuid, "--until-final", "--with-instance"
         )
