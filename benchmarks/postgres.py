@@ -1,6 +1,7 @@
 """The PostgreSQL store, side by side with pgqueuer and procrastinate on the same server:
 processing of pre-enqueued no-op jobs by one worker process, batch enqueue,
-enqueue-to-start latency on an idle worker, and gojob's recovery after a ``kill -9``.
+enqueue-to-start latency on an idle worker, and gojob's recovery after a ``kill -9``;
+then the SQLite store's processing of the same jobs.
 
 Every measurement runs on a fresh schema of its own (created, migrated, dropped), in
 the database of ``--url`` (default ``GOJOB_POSTGRES_URL``, else the local server).
@@ -48,7 +49,7 @@ import trio
 import gojob
 from gojob.instance import Instance, new_uuid
 from gojob.manager import DEFAULT_WORKERS
-from gojob.store.sql import migrate
+from gojob.store.sql import SqliteStore, migrate
 from gojob.store.sql.postgres import PostgresStore
 
 from ._runner import Measurement, Result, measure, percentile
@@ -110,6 +111,24 @@ async def processing(url: str, n: int, workers: int, prefetch: int | None) -> Me
                 await counter.done.wait()
 
         return await measure(n, body)
+
+
+async def sqlite_processing(n: int, workers: int) -> Measurement:
+    """The SQLite store (a fresh file, migrated) working through ``n`` pre-enqueued
+    no-op jobs, as :func:`processing` does on PostgreSQL."""
+    counter = _Counter(n)
+    with tempfile.TemporaryDirectory() as tmp:
+        async with SqliteStore(f"sqlite:///{tmp}/bench.db", auto_migrate=True) as store:
+            await store.add(_instances(await store.now(), n))
+
+            async def body() -> None:
+                async with gojob.open_manager(
+                    store, workers=workers, capture_logging=False
+                ) as manager:
+                    manager.register(gojob.Job("noop", counter.noop))
+                    await counter.done.wait()
+
+            return await measure(n, body)
 
 
 async def batch_enqueue(url: str, n: int) -> Measurement:
@@ -473,6 +492,17 @@ async def run(n: int = 10_000, rounds: int = 3, url: str = DEFAULT_URL) -> None:
     print(
         f"median {statistics.median(times):.2f} s  [{', '.join(f'{t:.2f}' for t in times)}]"
         f"   goal ≤ lease + 1 s = {RECOVERY_LEASE + 1:g} s"
+    )
+    lite = [await sqlite_processing(n, workers) for _ in range(rounds)]
+    rates = ", ".join(f"{m.rate:,.0f}" for m in lite)
+    print(
+        f"\n## (e) SQLite store, the same processing ({n:,} pre-enqueued no-op jobs, "
+        f"{workers} workers, a fresh file)"
+    )
+    print(
+        f"median {statistics.median(m.rate for m in lite):,.0f} jobs/s, "
+        f"CPU {statistics.median(m.cpu_us_per_op for m in lite):.1f} µs/job  [{rates}]"
+        "   goal ≥ 2,000 jobs/s"
     )
     print(f"\n(total {time.perf_counter() - wall0:.0f} s)")
     if await trio.to_thread.run_sync(_server_started, url) != server0:

@@ -91,6 +91,11 @@ class SqliteStore(Store):
     """
 
     name = "sqlite"
+    # A claim is a write transaction and a hop to the store's thread, whose fixed cost is
+    # large next to a row's: with a backlog, claim batches of ~150. Measured with 10
+    # workers on 10,000 no-op jobs: claims of 10 (no prefetch) 1,500 jobs/s; 50: 3,300;
+    # 150: 3,900; 290: 4,100 (and a longer hold of the database's write lock).
+    preferred_prefetch = 150
 
     def __init__(
         self,
