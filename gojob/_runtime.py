@@ -85,6 +85,9 @@ class Runtime:
         self._busy = 0
         """Claimed and not yet decided (running or queued for a worker): the claim budget."""
         self._claiming = False
+        self._redundant_dues = 0
+        """DUE events still to come of this node's own adds whose claim took all due work:
+        each lets one DUE event pass without waking the dispatcher (see ``_add``)."""
         self._dispatcher_wants_capacity = True
         """False while the dispatcher sleeps with room to claim: then freed capacity
         need not wake it (see ``_dispatch``)."""
@@ -144,13 +147,39 @@ class Runtime:
             return await self.store.add(instances)
         now = self.clock.now()
         runnable = set(kinds)
-        if not any(
+        due_now = [
             inst.kind in runnable and (inst.scheduled_at is None or inst.scheduled_at <= now)
             for inst in instances
-        ):
+        ]
+        if not any(due_now):
             return await self.store.add(instances)
-        added, _ = await self._claiming_call(instances, kinds, free)
+        # When the claim takes everything due, these included, the DUE event this add
+        # announces (delivered to this node too, maybe while the claim runs) has nothing
+        # left to wake the dispatcher for: one DUE wake-up is skipped. Counted before
+        # the call, and settled after it if the claim came back full or the add was
+        # not all new, so that no wake-up is ever lost (at worst one is spent twice).
+        redundant = all(due_now)
+        if redundant:
+            self._redundant_dues += 1
+        try:
+            added, claimed = await self._claiming_call(instances, kinds, free)
+        except BaseException:
+            if redundant:
+                self._settle_due()
+            raise
+        if redundant and (
+            len(claimed) >= free
+            or any(a.uuid != i.uuid for a, i in zip(added, instances, strict=True))
+        ):
+            self._settle_due()
         return added
+
+    def _settle_due(self) -> None:
+        """An add counted in ``_redundant_dues`` was not redundant after all: take the
+        count back and wake the dispatcher as its DUE event would have."""
+        if self._redundant_dues:
+            self._redundant_dues -= 1
+        self._dispatch_wake.set()
 
     async def _claiming_call(
         self, instances: list[Instance] | None, kinds: list[str], free: int
@@ -691,6 +720,7 @@ class Runtime:
                 backoff = min(backoff * 2, self.poll_interval)
             task_status = trio.TASK_STATUS_IGNORED
             # Anything may have changed meanwhile: every consumer catches up.
+            self._redundant_dues = 0
             self._wake_all_waiters()
             self._dispatch_wake.set()
             self.scheduler.wake()
@@ -708,7 +738,10 @@ class Runtime:
                                 waiter.set()
                             self.scheduler.instance_changed(event.uuid)
                     elif etype is EventType.DUE:
-                        self._dispatch_wake.set()
+                        if self._redundant_dues:
+                            self._redundant_dues -= 1
+                        else:
+                            self._dispatch_wake.set()
                     elif etype is EventType.CANCEL:
                         attempt = self._by_uuid.get(event.uuid or "")
                         if attempt is not None:
@@ -716,6 +749,7 @@ class Runtime:
                     elif etype is EventType.SCHEDULE:
                         self.scheduler.wake()
                     elif etype is EventType.RESYNC:
+                        self._redundant_dues = 0
                         self._wake_all_waiters()
                         self._dispatch_wake.set()
                         self.scheduler.wake()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from datetime import datetime
 
 import trio
 from trio.testing import MockClock
@@ -90,3 +91,56 @@ async def test_schedule_many_claims_what_the_free_workers_can_take(
         assert store.calls[-1] == ("add_and_claim", 2)
         for added in batch:
             assert (await manager.wait(added)).state is State.COMPLETED
+
+
+class DispatchCountingStore(CountingStore):
+    """Also counts the dispatcher's claims and next_due queries."""
+
+    def __init__(self, clock: gojob.Clock) -> None:
+        super().__init__(clock)
+        self.claims = 0
+        self.next_dues = 0
+
+    async def claim(
+        self, node_id: str, kinds: Collection[str] | None, limit: int, lease: float
+    ) -> list[Instance]:
+        if not self._fused:
+            self.claims += 1
+        return await super().claim(node_id, kinds, limit, lease)
+
+    async def next_due(self, kinds: Collection[str] | None) -> datetime | None:
+        self.next_dues += 1
+        return await super().next_due(kinds)
+
+
+async def test_an_idle_node_runs_enqueued_jobs_without_claims_of_its_dispatcher(
+    clock: gojob.Clock, autojump_clock: MockClock
+) -> None:
+    # Each job is claimed by schedule() itself and its add's DUE event finds nothing
+    # left: the dispatcher neither claims after the add nor after the job finished.
+    store = DispatchCountingStore(clock)
+    async with gojob.open_manager(store, clock=clock, workers=4, lease=10) as manager:
+        manager.register(Job("add", lambda a, b: a + b))
+        await manager.wait(await manager.schedule("add", 0, 0))  # settle start-up
+        claims, next_dues = store.claims, store.next_dues
+        for k in range(20):
+            inst = await manager.schedule("add", k, 1)
+            assert (await manager.wait(inst)).result == k + 1
+            await trio.sleep(0.01)
+        assert (store.claims - claims, store.next_dues - next_dues) == (0, 0)
+
+
+async def test_an_add_whose_claim_came_back_full_still_wakes_the_dispatcher(
+    clock: gojob.Clock, autojump_clock: MockClock
+) -> None:
+    # One worker: the fused claim takes one job of three, so the add's DUE event is not
+    # redundant and the other two are claimed as the worker frees up.
+    store = DispatchCountingStore(clock)
+    async with gojob.open_manager(
+        store, clock=clock, workers=1, lease=10, poll_interval=3600
+    ) as manager:
+        manager.register(Job("add", lambda a, b: a + b))
+        added = await manager.schedule_many("add", [(1, 1), (2, 2), (3, 3)])
+        with trio.fail_after(5):
+            done = [await manager.wait(inst) for inst in added]
+        assert [d.result for d in done] == [2, 4, 6]
