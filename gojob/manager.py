@@ -472,6 +472,11 @@ class Manager(Runtime):
         no_args: tuple[list[Any], dict[str, Any]] | None = None
         encoded = []
         for call in calls:
+            if not call and no_args is not None:
+                # Encoding is a pure function of the call: an empty call encodes (and
+                # validates) as the first empty one did, and gave no arguments.
+                encoded.append(no_args)
+                continue
             enc = encode(job_def, call, no_keywords)
             if policy is None:  # checked after the first call's arguments, as before
                 policy = self._policy(job_def, priority, timeout, max_retries, None, None)
