@@ -172,8 +172,8 @@ class Tx:
         plain = all(_unset(i) == _UNSET_VALUES for i in given)
         await conn.copy_records_to_table(
             tables.instances.name,
-            records=(_plain_copy_rows if plain else _copy_rows)(given, ch, stored, stored_as),
-            columns=PLAIN_INSERT_COLUMNS if plain else INSTANCE_INSERT_COLUMNS,
+            records=_copy_rows(given, ch, stored, stored_as, plain),
+            columns=PLAIN_INSERT_COLUMNS if plain else COPY_INSERT_COLUMNS,
         )
         await conn.copy_records_to_table(
             tables.history.name,
@@ -423,46 +423,23 @@ def _due_details(due: datetime | None) -> str:
     return f'{{"due":"{due.isoformat()}"}}'
 
 
-def _copy_rows(
-    given: Sequence[Instance],
-    ch: Changes,
-    stored: list[Instance],
-    stored_as: Callable[[Instance, datetime], Instance],
-) -> Iterator[tuple[Any, ...]]:
-    """The rows of :data:`INSTANCE_INSERT_COLUMNS` for ``COPY``, built as consumed: each
-    given instance's stored snapshot (``stored_as``) is appended to ``stored`` and its
-    state event to ``ch``."""
-    created, fire, scheduled, updated = (_Memo(_opt_us) for _ in range(4))
-    policy_text = _Memo(_policy_text)
-    now = ch.now
-    events = ch.events
-    scheduled_state = State.SCHEDULED
-    state_value = scheduled_state.value
-    for one in given:
-        i = stored_as(one, now)
-        stored.append(i)
-        events.append(Event(EventType.STATE, i.uuid, i.kind, scheduled_state))
-        args, kwargs, result = i.args, i.kwargs, i.result
-        policy = i.policy
-        yield (
-            i.uuid, i.kind, policy.priority, policy_text(policy),
-            dumps(args) if args else "[]", dumps(kwargs) if kwargs else "{}",
-            created(i.created_at), i.dedupe_key, i.schedule_id, fire(i.fire_time),
-            state_value, scheduled(i.scheduled_at), updated(i.updated_at),
-            i.attempts, i.failures, i.rescues, None if result is None else dumps(result),
-            i.error_message, i.error_type, i.traceback, i.node_id, i.worker, i.claim_token,
-            _opt_us(i.lease_expires_at), i.cancel_requested, _opt_us(i.processed_at),
-            _opt_us(i.completed_at), _opt_us(i.terminated_at), _opt_us(i.canceled_at),
-            _opt_us(i.timed_out_at), None,
-        )  # fmt: skip
-
-
 PLAIN_INSERT_COLUMNS = (
     "uuid", "kind", "priority", "policy", "args", "kwargs", "created_us", "state",
     "scheduled_us", "updated_us", "attempts", "failures", "rescues",
 )  # fmt: skip
-"""The columns :func:`_plain_copy_rows` sends: the others of a plain new instance are
-NULL (or, ``cancel_requested``, false), which the table's defaults give."""
+"""The columns :func:`_copy_rows` sends for plain new instances: the others of such an
+instance are NULL (or, ``cancel_requested``, false), which the table's defaults give."""
+
+COPY_INSERT_COLUMNS = (
+    *PLAIN_INSERT_COLUMNS,
+    "dedupe_key", "schedule_id", "fire_us", "result", "error_message", "error_type",
+    "traceback", "node_id", "worker", "claim_token", "lease_us", "cancel_requested",
+    "processed_us", "completed_us", "terminated_us", "canceled_us", "timed_out_us",
+    "finished_us",
+)  # fmt: skip
+"""Every column of a new instance (:data:`INSTANCE_INSERT_COLUMNS`), in the order of
+:func:`_copy_rows`: the plain ones first."""
+assert sorted(COPY_INSERT_COLUMNS) == sorted(INSTANCE_INSERT_COLUMNS)
 
 _unset = attrgetter(
     "schedule_id", "fire_time", "result", "error_message", "error_type", "traceback",
@@ -474,15 +451,18 @@ and every one of ``schedule_many``."""
 _UNSET_VALUES = (None,) * 15 + (False,)
 
 
-def _plain_copy_rows(
+def _copy_rows(
     given: Sequence[Instance],
     ch: Changes,
     stored: list[Instance],
     stored_as: Callable[[Instance, datetime], Instance],
+    plain: bool,
 ) -> Iterator[tuple[Any, ...]]:
-    """:func:`_copy_rows` of plain new instances (see :data:`PLAIN_INSERT_COLUMNS`): less
-    than half the columns to encode on this side and to parse on the server's."""
-    created, scheduled, updated = (_Memo(_opt_us) for _ in range(3))
+    """The rows for ``COPY``, built as consumed: of :data:`PLAIN_INSERT_COLUMNS` when
+    ``plain`` (less than half the columns to encode here and to parse on the server),
+    else of :data:`COPY_INSERT_COLUMNS`. Each given instance's stored snapshot
+    (``stored_as``) is appended to ``stored`` and its state event to ``ch``."""
+    created, fire, scheduled, updated = (_Memo(_opt_us) for _ in range(4))
     policy_text = _Memo(_policy_text)
     now = ch.now
     events = ch.events
@@ -494,12 +474,23 @@ def _plain_copy_rows(
         events.append(Event(EventType.STATE, i.uuid, i.kind, scheduled_state))
         args, kwargs = i.args, i.kwargs
         policy = i.policy
-        yield (
+        row: tuple[Any, ...] = (
             i.uuid, i.kind, policy.priority, policy_text(policy),
             dumps(args) if args else "[]", dumps(kwargs) if kwargs else "{}",
             created(i.created_at), state_value, scheduled(i.scheduled_at),
             updated(i.updated_at), i.attempts, i.failures, i.rescues,
         )  # fmt: skip
+        if not plain:
+            result = i.result
+            row += (
+                i.dedupe_key, i.schedule_id, fire(i.fire_time),
+                None if result is None else dumps(result), i.error_message, i.error_type,
+                i.traceback, i.node_id, i.worker, i.claim_token, _opt_us(i.lease_expires_at),
+                i.cancel_requested, _opt_us(i.processed_at), _opt_us(i.completed_at),
+                _opt_us(i.terminated_at), _opt_us(i.canceled_at), _opt_us(i.timed_out_at),
+                None,
+            )  # fmt: skip
+        yield row
 
 
 def _copy_history(stored: Sequence[Instance], now_us: int) -> Iterator[tuple[Any, ...]]:
