@@ -504,33 +504,24 @@ def _copy_history(stored: Sequence[Instance], now_us: int) -> Iterator[tuple[Any
 
 def _fresh(inst: Instance, now: datetime) -> Instance:
     """:func:`detach` of a new instance, as stored: Scheduled, its times set (nothing to
-    copy in empty arguments)."""
+    copy in empty arguments: :func:`_adopt` gives the copy containers of its own)."""
     data = inst.__dict__.copy()
     args, kwargs, result = data["args"], data["kwargs"], data["result"]
     if args:
         data["args"] = copy_json(args)
-    elif type(args) is list:
-        data["args"] = []
     if kwargs:
         data["kwargs"] = copy_json(kwargs)
-    elif type(kwargs) is dict:
-        data["kwargs"] = {}
     if result is not None:
         data["result"] = copy_json(result)
-    data["_sink"] = None
-    data["state"] = State.SCHEDULED
-    data["created_at"] = data["created_at"] or now
-    data["scheduled_at"] = data["scheduled_at"] or now
-    data["updated_at"] = now
     clone = object.__new__(Instance)
     clone.__dict__ = data
-    return clone
+    return _adopt(clone, now)
 
 
 def _adopt(inst: Instance, now: datetime) -> Instance:
-    """:func:`_fresh` of a handed-over instance: the object itself becomes the stored
-    snapshot. Empty arguments get containers of its own (a caller may share one empty
-    list among many calls)."""
+    """A new instance made the stored snapshot itself (handed over, or a copy made by
+    :func:`_fresh`): Scheduled, its times set. Empty arguments get containers of its own
+    (a caller may share one empty list among many calls)."""
     data = inst.__dict__
     if not data["args"] and type(data["args"]) is list:
         data["args"] = []
